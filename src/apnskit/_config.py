@@ -32,7 +32,9 @@ class Environment(str, enum.Enum):
     def host(self) -> str:
         """The APNs host for device and broadcast pushes in this environment."""
         # api.development.push.apple.com is an old alias; Apple documents the sandbox name.
-        return "api.push.apple.com" if self is Environment.PRODUCTION else "api.sandbox.push.apple.com"
+        if self is Environment.PRODUCTION:
+            return "api.push.apple.com"
+        return "api.sandbox.push.apple.com"
 
     @property
     def management_host(self) -> str:
@@ -152,8 +154,8 @@ class RetryPolicy:
             retry_number: 1 for the first retry, 2 for the second...
             random_fraction: a number in [0, 1) from the caller's random source.
         """
-        base = min(self.backoff_max, self.backoff_base * (2 ** max(0, retry_number - 1)))
-        return base * (1.0 - self.jitter * random_fraction)
+        base = min(self.backoff_max, self.backoff_base * 2.0 ** max(0, retry_number - 1))
+        return float(base * (1.0 - self.jitter * random_fraction))
 
 
 DEFAULT_TIMEOUT = Timeout()

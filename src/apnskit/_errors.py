@@ -134,7 +134,9 @@ class PushRejectedError(ApnsError):
 
     def __init__(self, result: PushResult) -> None:
         reason = result.reason if result.reason is not None else result.error
-        super().__init__(f"notification {result.apns_id or '?'} not accepted: status {result.status}, {reason}")
+        super().__init__(
+            f"notification {result.apns_id or '?'} not accepted: status {result.status}, {reason}"
+        )
         self.result = result
 
 

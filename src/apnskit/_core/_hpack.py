@@ -1,0 +1,364 @@
+"""HPACK (RFC 7541) tuned for APNs: a cheap encoder and a complete decoder.
+
+Theory of operation
+-------------------
+h2's generic path costs most of its per-request time Huffman-coding and validating headers.
+APNs requests are nearly constant: the same ``:method``, ``:scheme``, ``:authority``,
+``apns-topic``, ``apns-push-type`` and ``authorization`` on every request of a connection, and
+a few values that change every time (``:path`` carries the device token, ``apns-id``,
+``apns-expiration``). So the encoder:
+
+* puts the repeating headers in the dynamic table once (literal with incremental indexing,
+  RFC 7541 section 6.2.1) and afterwards sends a one or two byte index (section 6.1);
+* sends the per-request values as literals *without* indexing and without Huffman coding
+  (section 6.2.2, section 5.2 with H=0): they would only churn the table, and Huffman coding in
+  Python costs more than the few bytes it saves on loopback or the Internet.
+
+The decoder must accept anything a server may legally send, Huffman strings and dynamic table
+size updates included, because its table has to stay in step with the peer's encoder.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+
+from hpack import huffman_table
+from hpack.table import HeaderTable
+
+from apnskit._errors import RemoteProtocolError
+
+__all__ = ["DEFAULT_TABLE_SIZE", "HeaderDecoder", "HeaderEncoder", "HpackError", "encode_integer"]
+
+#: RFC 9113 section 6.5.2: SETTINGS_HEADER_TABLE_SIZE starts at 4096.
+DEFAULT_TABLE_SIZE = 4096
+#: RFC 7541 section 4.1: an entry costs its name and value lengths plus 32.
+_ENTRY_OVERHEAD = 32
+
+_STATIC: tuple[tuple[str, str], ...] = tuple(
+    (name.decode("latin-1"), value.decode("latin-1")) for name, value in HeaderTable.STATIC_TABLE
+)
+_STATIC_LEN = len(_STATIC)  # 61
+# First static index for each header name (RFC 7541 Appendix A), for "indexed name" literals.
+_STATIC_NAME_INDEX: dict[str, int] = {}
+for _i, (_name, _value) in enumerate(_STATIC, start=1):
+    _STATIC_NAME_INDEX.setdefault(_name, _i)
+_STATIC_FULL_INDEX: dict[tuple[str, str], int] = {
+    pair: i for i, pair in reversed(list(enumerate(_STATIC, start=1)))
+}
+
+
+class HpackError(RemoteProtocolError):
+    """The peer's header block cannot be decoded (RFC 9113 section 4.3: COMPRESSION_ERROR)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, error_code=0x9)
+
+
+def encode_integer(value: int, prefix_bits: int, flags: int) -> bytes:
+    """Encode an HPACK integer (RFC 7541 section 5.1) with ``flags`` in the first byte."""
+    max_prefix = (1 << prefix_bits) - 1
+    if value < max_prefix:
+        return bytes((flags | value,))
+    out = bytearray((flags | max_prefix,))
+    value -= max_prefix
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _encode_string(value: str) -> bytes:
+    # H=0: no Huffman coding (see the module docstring for why).
+    raw = value.encode("utf-8")
+    length = len(raw)
+    if length < 0x7F:
+        return bytes((length,)) + raw
+    return encode_integer(length, 7, 0) + raw
+
+
+class HeaderEncoder:
+    """Encodes header lists, indexing only the headers named as repeating.
+
+    The table never grows beyond the peer's SETTINGS_HEADER_TABLE_SIZE (nor 4096 bytes).
+    """
+
+    __slots__ = (
+        "_entries",
+        "_index",
+        "_inserted",
+        "_literal_prefix",
+        "_max_size",
+        "_pending_updates",
+        "_size",
+    )
+
+    def __init__(self) -> None:
+        # Oldest entry on the left; each is (name, value, size, insertion number).
+        self._entries: deque[tuple[str, str, int, int]] = deque()
+        self._index: dict[tuple[str, str], int] = {}
+        self._inserted = 0
+        self._size = 0
+        self._max_size = DEFAULT_TABLE_SIZE
+        self._pending_updates: list[int] = []
+        # Cached "literal without indexing" prefixes (the name part) per header name.
+        self._literal_prefix: dict[str, bytes] = {}
+
+    @property
+    def table_size(self) -> int:
+        """Bytes of dynamic table in use (RFC 7541 section 4.1 accounting)."""
+        return self._size
+
+    def set_max_table_size(self, peer_value: int) -> None:
+        """Apply the peer's SETTINGS_HEADER_TABLE_SIZE.
+
+        RFC 7541 section 4.2: a change must be signalled at the start of the next header block.
+        """
+        new_size = min(peer_value, DEFAULT_TABLE_SIZE)
+        if new_size == self._max_size:
+            return
+        self._max_size = new_size
+        self._pending_updates.append(new_size)
+        self._evict(0)
+
+    def _evict(self, room: int) -> None:
+        limit = self._max_size - room
+        entries = self._entries
+        while entries and self._size > limit:
+            name, value, size, number = entries.popleft()
+            self._size -= size
+            if self._index.get((name, value)) == number:
+                del self._index[(name, value)]
+
+    def encode(self, headers: Iterable[tuple[str, str]], indexable: frozenset[str]) -> bytes:
+        """Encode ``headers`` into one header block.
+
+        Args:
+            headers: (name, value) pairs; names must already be lowercase.
+            indexable: names whose values repeat across requests and are worth a table entry.
+        """
+        parts: list[bytes] = []
+        if self._pending_updates:
+            # RFC 7541 section 6.3: dynamic table size update, 001xxxxx.
+            parts.extend(encode_integer(size, 5, 0x20) for size in self._pending_updates)
+            self._pending_updates.clear()
+        index = self._index
+        for name, value in headers:
+            if name in indexable:
+                static = _STATIC_FULL_INDEX.get((name, value))
+                if static is not None:
+                    parts.append(encode_integer(static, 7, 0x80))
+                    continue
+                number = index.get((name, value))
+                if number is not None:
+                    position = _STATIC_LEN + self._inserted - number
+                    if position < 0x7F:
+                        parts.append(bytes((0x80 | position,)))
+                    else:
+                        parts.append(encode_integer(position, 7, 0x80))
+                    continue
+                parts.append(self._insert(name, value))
+                continue
+            prefix = self._literal_prefix.get(name)
+            if prefix is None:
+                name_index = _STATIC_NAME_INDEX.get(name)
+                if name_index is not None:
+                    # RFC 7541 section 6.2.2, literal without indexing, indexed name: 0000xxxx.
+                    prefix = encode_integer(name_index, 4, 0x00)
+                else:
+                    prefix = b"\x00" + _encode_string(name)
+                self._literal_prefix[name] = prefix
+            parts.append(prefix)
+            parts.append(_encode_string(value))
+        return b"".join(parts)
+
+    def _insert(self, name: str, value: str) -> bytes:
+        # RFC 7541 section 6.2.1: literal with incremental indexing, 01xxxxxx.
+        name_index = _STATIC_NAME_INDEX.get(name)
+        if name_index is not None:
+            encoded = encode_integer(name_index, 6, 0x40) + _encode_string(value)
+        else:
+            encoded = b"\x40" + _encode_string(name) + _encode_string(value)
+        size = len(name.encode("utf-8")) + len(value.encode("utf-8")) + _ENTRY_OVERHEAD
+        if size > self._max_size:
+            # Section 4.4: an entry larger than the table empties it and is not added. Send it
+            # without indexing instead so we never reference an entry that does not exist.
+            self._evict(self._max_size)
+            return (
+                encode_integer(name_index or 0, 4, 0x00)
+                + (b"" if name_index else _encode_string(name))
+                + _encode_string(value)
+            )
+        self._evict(size)
+        number = self._inserted
+        self._inserted += 1
+        self._entries.append((name, value, size, number))
+        self._index[(name, value)] = number
+        self._size += size
+        return encoded
+
+
+class HeaderDecoder:
+    """A complete HPACK decoder (RFC 7541 section 3) with a bounded dynamic table."""
+
+    __slots__ = ("_entries", "_max_size", "_settings_max", "_size")
+
+    def __init__(self, max_table_size: int = DEFAULT_TABLE_SIZE) -> None:
+        # Newest entry on the left, so dynamic index 62 is _entries[0].
+        self._entries: deque[tuple[str, str, int]] = deque()
+        self._size = 0
+        self._max_size = max_table_size
+        # The most the peer may ask for: our own SETTINGS_HEADER_TABLE_SIZE.
+        self._settings_max = max_table_size
+
+    def _lookup(self, index: int) -> tuple[str, str]:
+        if 0 < index <= _STATIC_LEN:
+            return _STATIC[index - 1]
+        position = index - _STATIC_LEN - 1
+        if index <= 0 or position >= len(self._entries):
+            raise HpackError(f"header block refers to index {index}, which does not exist")
+        name, value, _ = self._entries[position]
+        return name, value
+
+    def _add(self, name: str, value: str) -> None:
+        size = len(name.encode("utf-8")) + len(value.encode("utf-8")) + _ENTRY_OVERHEAD
+        if size > self._max_size:
+            self._entries.clear()
+            self._size = 0
+            return
+        self._entries.appendleft((name, value, size))
+        self._size += size
+        self._shrink()
+
+    def _shrink(self) -> None:
+        while self._size > self._max_size:
+            _, _, size = self._entries.pop()
+            self._size -= size
+
+    def decode(self, block: bytes) -> list[tuple[str, str]]:
+        """Decode one complete header block into (name, value) pairs."""
+        headers: list[tuple[str, str]] = []
+        pos = 0
+        end = len(block)
+        allow_size_update = True
+        try:
+            while pos < end:
+                first = block[pos]
+                if first & 0x80:
+                    # Indexed header field (section 6.1).
+                    index, pos = _decode_integer(block, pos, 7)
+                    headers.append(self._lookup(index))
+                    allow_size_update = False
+                elif first & 0x40:
+                    # Literal with incremental indexing (section 6.2.1).
+                    name, value, pos = self._decode_literal(block, pos, 6)
+                    self._add(name, value)
+                    headers.append((name, value))
+                    allow_size_update = False
+                elif first & 0x20:
+                    # Dynamic table size update (section 6.3): only at the start of a block.
+                    if not allow_size_update:
+                        raise HpackError("dynamic table size update after a header field")
+                    size, pos = _decode_integer(block, pos, 5)
+                    if size > self._settings_max:
+                        raise HpackError(
+                            f"dynamic table size update to {size} exceeds our "
+                            f"SETTINGS_HEADER_TABLE_SIZE of {self._settings_max}"
+                        )
+                    self._max_size = size
+                    self._shrink()
+                else:
+                    # Literal without indexing / never indexed (sections 6.2.2, 6.2.3).
+                    name, value, pos = self._decode_literal(block, pos, 4)
+                    headers.append((name, value))
+                    allow_size_update = False
+        except IndexError:
+            raise HpackError("header block ends in the middle of a field") from None
+        return headers
+
+    def _decode_literal(self, block: bytes, pos: int, prefix_bits: int) -> tuple[str, str, int]:
+        index, pos = _decode_integer(block, pos, prefix_bits)
+        if index:
+            name = self._lookup(index)[0]
+        else:
+            name, pos = _decode_string(block, pos)
+        value, pos = _decode_string(block, pos)
+        return name, value, pos
+
+
+def _decode_integer(block: bytes, pos: int, prefix_bits: int) -> tuple[int, int]:
+    max_prefix = (1 << prefix_bits) - 1
+    value = block[pos] & max_prefix
+    pos += 1
+    if value < max_prefix:
+        return value, pos
+    shift = 0
+    while True:
+        byte = block[pos]
+        pos += 1
+        value += (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, pos
+        shift += 7
+        if shift > 28:
+            # Nothing legitimate in APNs traffic needs an integer beyond 2**28.
+            raise HpackError("HPACK integer is too large")
+
+
+def _decode_string(block: bytes, pos: int) -> tuple[str, int]:
+    huffman = block[pos] & 0x80
+    length, pos = _decode_integer(block, pos, 7)
+    stop = pos + length
+    if stop > len(block):
+        raise HpackError("HPACK string runs past the end of the header block")
+    raw = block[pos:stop]
+    if huffman:
+        raw = _decode_huffman(raw)
+    # Header values are ASCII in APNs; decode leniently so odd bytes never crash.
+    return raw.decode("utf-8", "surrogateescape"), stop
+
+
+# Huffman decoding (RFC 7541 section 5.2, Appendix B). hpack walks its state machine a nibble
+# at a time; we fold two of its steps into one table indexed by (state, byte), which halves
+# the Python-level loop iterations for the apns-id a server sends on every response. The
+# table (65,536 entries) is built on first use from hpack's, so both agree by construction.
+_FAIL = huffman_table.HUFFMAN_FAIL
+_byte_table: list[tuple[int, bytes, int]] | None = None
+
+
+def _build_byte_table() -> list[tuple[int, bytes, int]]:
+    nibble_table = huffman_table.HUFFMAN_TABLE
+    emit = huffman_table.HUFFMAN_EMIT_SYMBOL
+    table: list[tuple[int, bytes, int]] = []
+    append = table.append
+    for state in range(256):
+        for byte in range(256):
+            first_state, first_flags, first_out = nibble_table[state * 16 + (byte >> 4)]
+            if first_flags & _FAIL:
+                append((0, b"", _FAIL))
+                continue
+            second_state, second_flags, second_out = nibble_table[first_state * 16 + (byte & 0xF)]
+            out = bytes((first_out,)) if first_flags & emit else b""
+            if second_flags & emit:
+                out += bytes((second_out,))
+            append((second_state, out, second_flags))
+    return table
+
+
+def _decode_huffman(raw: bytes) -> bytes:
+    global _byte_table
+    table = _byte_table
+    if table is None:
+        table = _byte_table = _build_byte_table()
+    state = 0
+    flags = huffman_table.HUFFMAN_COMPLETE
+    out = bytearray()
+    for byte in raw:
+        state, emitted, flags = table[(state << 8) | byte]
+        if flags & _FAIL:
+            raise HpackError("invalid Huffman-coded string in a header block")
+        out += emitted
+    if not flags & huffman_table.HUFFMAN_COMPLETE:
+        raise HpackError("Huffman-coded string ends with bad padding (RFC 7541 section 5.2)")
+    return bytes(out)

@@ -1,0 +1,953 @@
+"""The sans-I/O client side of one HTTP/2 connection to APNs.
+
+Theory of operation
+-------------------
+``ApnsConnection`` knows HTTP/2 (RFC 9113) and nothing about sockets, threads or clocks: the
+caller feeds it the bytes it read (``receive_data``) and writes out what it produces
+(``data_to_send``). Times, where they matter (PING round trips), are passed in.
+
+A request handed to :meth:`ApnsConnection.send_request` waits in a queue until a stream may be
+opened: never more streams than the server's SETTINGS_MAX_CONCURRENT_STREAMS (section 5.1.2),
+one stream until the server's first SETTINGS arrives, and, when ``hold_until_success`` is set,
+one stream until a first 2xx answer, which is how APNs treats token-authenticated connections
+until it has seen a valid token. A request's HEADERS go out as soon as its stream opens; its
+DATA follows as far as the flow-control windows allow (section 5.2), split at the server's
+SETTINGS_MAX_FRAME_SIZE, and the rest waits for WINDOW_UPDATE.
+
+Incoming frames become events (:mod:`apnskit._core.events`). Nothing is ever dropped: every
+request ends in exactly one of ``ResponseReceived``, ``StreamReset``, or a
+``ConnectionTerminated`` listing it as ``unprocessed`` (safe to resend) or ``abandoned`` (the
+connection died under it), or the caller cancels it.
+
+Departures from a general-purpose HTTP/2 client, because APNs never needs them: no server
+push (we send SETTINGS_ENABLE_PUSH=0, so PUSH_PROMISE is a protocol error), no priorities, and
+any stream-level error is treated as a connection error (allowed by section 5.4.1).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import struct
+from collections import deque
+from collections.abc import Sequence
+from typing import Any
+
+from apnskit._core._hpack import HeaderDecoder, HeaderEncoder
+from apnskit._core.events import (
+    ConnectionTerminated,
+    Event,
+    PingAcknowledged,
+    ResponseReceived,
+    SettingsReceived,
+    StreamReset,
+)
+from apnskit._errors import LocalProtocolError, RemoteProtocolError
+
+__all__ = ["ApnsConnection", "ErrorCode", "RequestHandle"]
+
+# RFC 9113 section 3.4: the client connection preface.
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+# Frame types (section 6).
+DATA = 0x0
+HEADERS = 0x1
+PRIORITY = 0x2
+RST_STREAM = 0x3
+SETTINGS = 0x4
+PUSH_PROMISE = 0x5
+PING = 0x6
+GOAWAY = 0x7
+WINDOW_UPDATE = 0x8
+CONTINUATION = 0x9
+
+# Flags.
+FLAG_END_STREAM = 0x1
+FLAG_ACK = 0x1
+FLAG_END_HEADERS = 0x4
+FLAG_PADDED = 0x8
+FLAG_PRIORITY = 0x20
+
+# Settings (section 6.5.2).
+SETTINGS_HEADER_TABLE_SIZE = 0x1
+SETTINGS_ENABLE_PUSH = 0x2
+SETTINGS_MAX_CONCURRENT_STREAMS = 0x3
+SETTINGS_INITIAL_WINDOW_SIZE = 0x4
+SETTINGS_MAX_FRAME_SIZE = 0x5
+SETTINGS_MAX_HEADER_LIST_SIZE = 0x6
+
+
+class ErrorCode:
+    """HTTP/2 error codes (RFC 9113 section 7)."""
+
+    NO_ERROR = 0x0
+    PROTOCOL_ERROR = 0x1
+    INTERNAL_ERROR = 0x2
+    FLOW_CONTROL_ERROR = 0x3
+    SETTINGS_TIMEOUT = 0x4
+    STREAM_CLOSED = 0x5
+    FRAME_SIZE_ERROR = 0x6
+    REFUSED_STREAM = 0x7
+    CANCEL = 0x8
+    COMPRESSION_ERROR = 0x9
+    CONNECT_ERROR = 0xA
+    ENHANCE_YOUR_CALM = 0xB
+    INADEQUATE_SECURITY = 0xC
+    HTTP_1_1_REQUIRED = 0xD
+
+
+_MAX_WINDOW = 2**31 - 1  # section 6.9.1
+_MAX_STREAM_ID = 2**31 - 1
+_DEFAULT_WINDOW = 65_535  # section 6.9.2
+_DEFAULT_MAX_FRAME = 16_384  # section 6.5.2
+_MAX_FRAME_LIMIT = 16_777_215
+
+# 24-bit length as 16+8 bits, type, flags, 31-bit stream id (section 4.1).
+_FRAME_HEADER = struct.Struct(">HBBBL")
+_pack_header = _FRAME_HEADER.pack
+_unpack_header = _FRAME_HEADER.unpack_from
+_U32 = struct.Struct(">L")
+_SETTING = struct.Struct(">HL")
+_GOAWAY = struct.Struct(">LL")
+
+# Headers that repeat across requests on a connection, worth a dynamic-table entry.
+_INDEXABLE = frozenset(
+    {
+        ":method",
+        ":scheme",
+        ":authority",
+        "authorization",
+        "apns-topic",
+        "apns-push-type",
+        "apns-priority",
+        "apns-expiration",
+        "apns-channel-id",
+    }
+)
+
+# Our receive windows: large, because APNs bodies are tiny and we never want the server to
+# stall on us. The connection window is raised with a WINDOW_UPDATE right after the preface.
+_LOCAL_STREAM_WINDOW = 1 << 20
+_LOCAL_CONNECTION_WINDOW = 1 << 24
+
+
+def _frame(frame_type: int, flags: int, stream_id: int, payload: bytes) -> bytes:
+    length = len(payload)
+    return _pack_header(length >> 8, length & 0xFF, frame_type, flags, stream_id) + payload
+
+
+class RequestHandle:
+    """One request's state inside the core; returned by ``send_request``.
+
+    The caller may keep it to cancel the request; everything else is internal.
+    """
+
+    __slots__ = (
+        "_authorization",
+        "_body",
+        "_headers",
+        "_method",
+        "_offset",
+        "_path",
+        "_received",
+        "_response_body",
+        "_response_headers",
+        "_window",
+        "context",
+        "done",
+        "status",
+        "stream_id",
+    )
+
+    def __init__(
+        self,
+        method: str,
+        path: str,
+        headers: Sequence[tuple[str, str]],
+        body: bytes,
+        authorization: str | None,
+        context: Any,
+    ) -> None:
+        self._method = method
+        self._path = path
+        self._headers = headers
+        self._body = body
+        self._authorization = authorization
+        self.context = context
+        #: 0 while queued; the HTTP/2 stream id once opened.
+        self.stream_id = 0
+        self.status: int | None = None
+        self.done = False
+        self._offset = 0
+        self._window = 0
+        self._received = 0
+        self._response_headers: list[tuple[str, str]] = []
+        self._response_body: list[bytes] = []
+
+    def __repr__(self) -> str:
+        return f"<RequestHandle stream_id={self.stream_id} {self._method} {self._path}>"
+
+
+class ApnsConnection:
+    """A client-side HTTP/2 connection specialised for APNs requests.
+
+    Args:
+        authority: The ``:authority`` to send (the APNs host name, with ``:port`` if not 443).
+        hold_until_success: Open only one stream until a first 2xx response, as APNs allows
+            under token authentication before it has seen a valid token.
+        scheme: The ``:scheme`` pseudo-header.
+    """
+
+    def __init__(
+        self, authority: str, *, hold_until_success: bool = False, scheme: str = "https"
+    ) -> None:
+        self._constant_headers: tuple[tuple[str, str], ...] = (
+            (":scheme", scheme),
+            (":authority", authority),
+        )
+        self._hold = hold_until_success
+        self._succeeded = False
+        self._out: list[bytes] = []
+        self._initiated = False
+        self._encoder = HeaderEncoder()
+        self._decoder = HeaderDecoder()
+        self._streams: dict[int, RequestHandle] = {}
+        self._queue: deque[RequestHandle] = deque()
+        self._blocked: list[RequestHandle] = []
+        self._next_stream_id = 1
+        self._settings_received = False
+        # One stream until the server's SETTINGS tell us its limit (the safe reading of 5.1.2).
+        self._peer_max_streams = 1
+        self._peer_initial_window = _DEFAULT_WINDOW
+        self._peer_max_frame = _DEFAULT_MAX_FRAME
+        self._send_window = _DEFAULT_WINDOW
+        self._recv_window = _LOCAL_CONNECTION_WINDOW
+        self._recv_unacked = 0
+        self._inbuf = b""
+        self._continuation: tuple[int, int, list[bytes]] | None = None
+        self._pings: dict[bytes, float | None] = {}
+        self._ping_counter = 0
+        self._draining = False  # GOAWAY received or sent: no new streams
+        self._terminated = False  # nothing more will happen on this connection
+        self._goaway_last_stream_id: int | None = None
+
+    # ----------------------------------------------------------------- properties
+
+    @property
+    def max_concurrent_streams(self) -> int:
+        """The number of streams that may be open at once right now."""
+        if self._hold and not self._succeeded:
+            return 1
+        return self._peer_max_streams
+
+    @property
+    def open_streams(self) -> int:
+        """Requests sent and awaiting their response."""
+        return len(self._streams)
+
+    @property
+    def queued(self) -> int:
+        """Requests waiting for a stream (or for the server's first SETTINGS)."""
+        return len(self._queue)
+
+    @property
+    def in_flight(self) -> int:
+        """Requests handed in and not yet answered: open plus queued."""
+        return len(self._streams) + len(self._queue)
+
+    @property
+    def capacity(self) -> int:
+        """How many more requests can start a stream right away (0 when draining)."""
+        if self._draining:
+            return 0
+        free = min(self.max_concurrent_streams, (_MAX_STREAM_ID - self._next_stream_id) // 2 + 1)
+        return max(0, free - len(self._streams) - len(self._queue))
+
+    @property
+    def settings_received(self) -> bool:
+        """True once the server's first SETTINGS frame has arrived."""
+        return self._settings_received
+
+    @property
+    def accepting(self) -> bool:
+        """True while new requests may be sent on this connection."""
+        return not self._draining and self._next_stream_id <= _MAX_STREAM_ID
+
+    @property
+    def finished(self) -> bool:
+        """True when the connection can do nothing more: closed, or drained after GOAWAY."""
+        return self._terminated or (self._draining and not self._streams and not self._queue)
+
+    @property
+    def peer_max_frame_size(self) -> int:
+        """The server's SETTINGS_MAX_FRAME_SIZE."""
+        return self._peer_max_frame
+
+    @property
+    def send_window(self) -> int:
+        """Bytes of DATA the connection-level flow-control window allows us to send now."""
+        return self._send_window
+
+    # ----------------------------------------------------------------- sending
+
+    def initiate(self) -> None:
+        """Queue the connection preface, our SETTINGS and a connection WINDOW_UPDATE."""
+        if self._initiated:
+            raise LocalProtocolError("initiate() was already called on this connection")
+        self._initiated = True
+        settings = b"".join(
+            (
+                _SETTING.pack(SETTINGS_ENABLE_PUSH, 0),
+                _SETTING.pack(SETTINGS_INITIAL_WINDOW_SIZE, _LOCAL_STREAM_WINDOW),
+                _SETTING.pack(SETTINGS_HEADER_TABLE_SIZE, 4096),
+            )
+        )
+        self._out.append(PREFACE)
+        self._out.append(_frame(SETTINGS, 0, 0, settings))
+        increment = _LOCAL_CONNECTION_WINDOW - _DEFAULT_WINDOW
+        self._out.append(_frame(WINDOW_UPDATE, 0, 0, _U32.pack(increment)))
+
+    def send_request(
+        self,
+        path: str,
+        headers: Sequence[tuple[str, str]],
+        body: bytes,
+        context: Any,
+        *,
+        method: str = "POST",
+        authorization: str | None = None,
+    ) -> RequestHandle:
+        """Queue a request; its stream opens as soon as the limits allow.
+
+        Args:
+            path: The ``:path`` (e.g. ``/3/device/<token>``).
+            headers: Regular headers, lowercase names, no pseudo-headers.
+            body: The request body; empty for GET and DELETE.
+            context: Any object; it is handed back in this request's events.
+            method: The HTTP method.
+            authorization: The value of the ``authorization`` header (token auth), if any.
+
+        Raises:
+            LocalProtocolError: the connection is not initiated, draining or closed.
+        """
+        if not self._initiated:
+            raise LocalProtocolError("initiate() the connection before sending requests")
+        if self._draining or self._terminated:
+            raise LocalProtocolError("the connection is closing and takes no new requests")
+        handle = RequestHandle(method, path, headers, body, authorization, context)
+        self._queue.append(handle)
+        self._open_streams()
+        return handle
+
+    def cancel(self, handle: RequestHandle) -> None:
+        """Give up on a request (e.g. its deadline passed): RST_STREAM CANCEL if it was sent."""
+        if handle.done:
+            return
+        handle.done = True
+        if handle.stream_id == 0:
+            with contextlib.suppress(ValueError):
+                self._queue.remove(handle)
+            return
+        if self._streams.pop(handle.stream_id, None) is not None and not self._terminated:
+            self._out.append(_frame(RST_STREAM, 0, handle.stream_id, _U32.pack(ErrorCode.CANCEL)))
+        self._open_streams()
+
+    def send_ping(self, now: float | None = None) -> bytes:
+        """Queue a PING (section 6.7); its ack arrives as :class:`PingAcknowledged`.
+
+        Args:
+            now: The current time in seconds, to report the round trip when the ack arrives.
+
+        Returns:
+            The 8 opaque bytes sent.
+        """
+        self._ping_counter += 1
+        payload = self._ping_counter.to_bytes(8, "big")
+        self._pings[payload] = now
+        self._out.append(_frame(PING, 0, 0, payload))
+        return payload
+
+    def close(self, error_code: int = ErrorCode.NO_ERROR) -> ConnectionTerminated:
+        """Send GOAWAY and stop; every request not yet answered is returned in the event."""
+        if not self._terminated and self._initiated:
+            self._out.append(_frame(GOAWAY, 0, 0, _GOAWAY.pack(0, error_code)))
+        return self._terminate(error_code, remote=False, error=None)
+
+    def connection_lost(self) -> ConnectionTerminated:
+        """Tell the core the transport is gone; returns what was left unanswered."""
+        return self._terminate(ErrorCode.NO_ERROR, remote=True, error=None)
+
+    def data_to_send(self) -> bytes:
+        """Everything queued for the wire since the last call."""
+        if not self._out:
+            return b""
+        data = b"".join(self._out)
+        self._out.clear()
+        return data
+
+    def _open_streams(self) -> None:
+        queue = self._queue
+        if not queue or self._draining:
+            return
+        limit = self.max_concurrent_streams
+        streams = self._streams
+        while queue and len(streams) < limit and self._next_stream_id <= _MAX_STREAM_ID:
+            handle = queue.popleft()
+            stream_id = self._next_stream_id
+            self._next_stream_id += 2
+            handle.stream_id = stream_id
+            handle._window = self._peer_initial_window
+            streams[stream_id] = handle
+            self._write_headers(handle)
+            if handle._body and not self._write_body(handle):
+                self._blocked.append(handle)
+
+    def _write_headers(self, handle: RequestHandle) -> None:
+        # Pseudo-headers first (section 8.3), then authorization and the APNs headers.
+        headers: list[tuple[str, str]] = [(":method", handle._method)]
+        headers.extend(self._constant_headers)
+        headers.append((":path", handle._path))
+        if handle._authorization is not None:
+            headers.append(("authorization", handle._authorization))
+        headers.extend(handle._headers)
+        block = self._encoder.encode(headers, _INDEXABLE)
+        flags = FLAG_END_HEADERS if handle._body else FLAG_END_HEADERS | FLAG_END_STREAM
+        max_frame = self._peer_max_frame
+        if len(block) <= max_frame:
+            self._out.append(_frame(HEADERS, flags, handle.stream_id, block))
+            return
+        # Section 6.10: the rest of a large block goes in CONTINUATION frames, back to back.
+        self._out.append(
+            _frame(HEADERS, flags & ~FLAG_END_HEADERS, handle.stream_id, block[:max_frame])
+        )
+        offset = max_frame
+        while offset < len(block):
+            chunk = block[offset : offset + max_frame]
+            offset += max_frame
+            last = offset >= len(block)
+            self._out.append(
+                _frame(CONTINUATION, FLAG_END_HEADERS if last else 0, handle.stream_id, chunk)
+            )
+
+    def _write_body(self, handle: RequestHandle) -> bool:
+        """Send as much of the body as the windows allow; True when all of it is out."""
+        body = handle._body
+        offset = handle._offset
+        total = len(body)
+        out = self._out
+        while offset < total:
+            allowed = min(total - offset, self._send_window, handle._window, self._peer_max_frame)
+            if allowed <= 0:
+                break
+            chunk = body[offset : offset + allowed] if (offset or allowed < total) else body
+            offset += allowed
+            self._send_window -= allowed
+            handle._window -= allowed
+            flags = FLAG_END_STREAM if offset == total else 0
+            out.append(_pack_header(allowed >> 8, allowed & 0xFF, DATA, flags, handle.stream_id))
+            out.append(chunk)
+        handle._offset = offset
+        return offset == total
+
+    def _flush_blocked(self) -> None:
+        if not self._blocked:
+            return
+        still: list[RequestHandle] = []
+        for handle in self._blocked:
+            if handle.done or handle.stream_id not in self._streams:
+                continue
+            if not self._write_body(handle):
+                still.append(handle)
+        self._blocked = still
+
+    # ----------------------------------------------------------------- receiving
+
+    def receive_data(self, data: bytes, now: float | None = None) -> list[Event]:
+        """Feed bytes read from the transport; returns the events they complete.
+
+        Args:
+            data: Bytes from the server, any amount (partial frames are buffered).
+            now: The current time, used for PING round trips.
+        """
+        events: list[Event] = []
+        if self._terminated:
+            return events
+        buf = self._inbuf + data if self._inbuf else data
+        pos = 0
+        end = len(buf)
+        try:
+            while end - pos >= 9:
+                hi, lo, frame_type, flags, stream_id = _unpack_header(buf, pos)
+                length = (hi << 8) | lo
+                if length > _DEFAULT_MAX_FRAME:
+                    # We never raise our SETTINGS_MAX_FRAME_SIZE from 16,384 (section 4.2).
+                    raise RemoteProtocolError(
+                        f"frame of {length} bytes exceeds our SETTINGS_MAX_FRAME_SIZE of 16384",
+                        ErrorCode.FRAME_SIZE_ERROR,
+                    )
+                stop = pos + 9 + length
+                if stop > end:
+                    break
+                payload = buf[pos + 9 : stop]
+                pos = stop
+                self._handle_frame(frame_type, flags, stream_id & 0x7FFFFFFF, payload, now, events)
+                if self.finished and self._terminated:
+                    break
+        except RemoteProtocolError as error:
+            self._inbuf = b""
+            self._protocol_error(error, events)
+            return events
+        self._inbuf = buf[pos:] if pos < end else b""
+        self._open_streams()
+        return events
+
+    def _handle_frame(
+        self,
+        frame_type: int,
+        flags: int,
+        stream_id: int,
+        payload: bytes,
+        now: float | None,
+        events: list[Event],
+    ) -> None:
+        if self._continuation is not None:
+            self._handle_continuation(frame_type, flags, stream_id, payload, events)
+            return
+        if frame_type == HEADERS:
+            self._handle_headers(flags, stream_id, payload, events)
+        elif frame_type == DATA:
+            self._handle_data(flags, stream_id, payload, events)
+        elif frame_type == WINDOW_UPDATE:
+            self._handle_window_update(stream_id, payload)
+        elif frame_type == SETTINGS:
+            self._handle_settings(flags, stream_id, payload, events)
+        elif frame_type == PING:
+            self._handle_ping(flags, stream_id, payload, now, events)
+        elif frame_type == RST_STREAM:
+            self._handle_rst_stream(stream_id, payload, events)
+        elif frame_type == GOAWAY:
+            self._handle_goaway(stream_id, payload, events)
+        elif frame_type == PUSH_PROMISE:
+            raise RemoteProtocolError(
+                "PUSH_PROMISE received although we sent SETTINGS_ENABLE_PUSH=0 (section 8.4)",
+                ErrorCode.PROTOCOL_ERROR,
+            )
+        elif frame_type == CONTINUATION:
+            raise RemoteProtocolError(
+                "CONTINUATION without a preceding HEADERS (section 6.10)",
+                ErrorCode.PROTOCOL_ERROR,
+            )
+        elif frame_type == PRIORITY and stream_id == 0:
+            raise RemoteProtocolError(
+                "PRIORITY on stream 0 (section 6.3)", ErrorCode.PROTOCOL_ERROR
+            )
+        # Unknown frame types are ignored (section 5.5).
+
+    def _check_server_stream(self, stream_id: int, frame_name: str) -> None:
+        if stream_id == 0:
+            raise RemoteProtocolError(
+                f"{frame_name} on stream 0 (RFC 9113 section 6)", ErrorCode.PROTOCOL_ERROR
+            )
+        if stream_id % 2 == 0 or stream_id >= self._next_stream_id:
+            # Section 5.1: a frame on a stream we never opened ("idle") is a connection error.
+            raise RemoteProtocolError(
+                f"{frame_name} on stream {stream_id}, which we never opened (section 5.1)",
+                ErrorCode.PROTOCOL_ERROR,
+            )
+
+    @staticmethod
+    def _strip_padding(flags: int, payload: bytes, frame_name: str) -> bytes:
+        if not flags & FLAG_PADDED:
+            return payload
+        if not payload:
+            raise RemoteProtocolError(
+                f"padded {frame_name} without a pad length", ErrorCode.FRAME_SIZE_ERROR
+            )
+        pad = payload[0]
+        if pad >= len(payload):
+            # Sections 6.1 and 6.2: padding as long as the payload is a PROTOCOL_ERROR.
+            raise RemoteProtocolError(
+                f"{frame_name} padding longer than its payload", ErrorCode.PROTOCOL_ERROR
+            )
+        return payload[1 : len(payload) - pad]
+
+    def _handle_headers(
+        self, flags: int, stream_id: int, payload: bytes, events: list[Event]
+    ) -> None:
+        self._check_server_stream(stream_id, "HEADERS")
+        fragment = self._strip_padding(flags, payload, "HEADERS")
+        if flags & FLAG_PRIORITY:
+            if len(fragment) < 5:
+                raise RemoteProtocolError(
+                    "HEADERS priority fields truncated", ErrorCode.FRAME_SIZE_ERROR
+                )
+            fragment = fragment[5:]
+        if flags & FLAG_END_HEADERS:
+            self._header_block(stream_id, bool(flags & FLAG_END_STREAM), fragment, events)
+        else:
+            self._continuation = (stream_id, flags, [fragment])
+
+    def _handle_continuation(
+        self, frame_type: int, flags: int, stream_id: int, payload: bytes, events: list[Event]
+    ) -> None:
+        assert self._continuation is not None
+        expected_stream, first_flags, fragments = self._continuation
+        if frame_type != CONTINUATION or stream_id != expected_stream:
+            # Section 6.10: nothing may come between HEADERS and its last CONTINUATION.
+            raise RemoteProtocolError(
+                f"expected CONTINUATION on stream {expected_stream}, got frame type "
+                f"{frame_type} on stream {stream_id} (section 6.10)",
+                ErrorCode.PROTOCOL_ERROR,
+            )
+        fragments.append(payload)
+        if flags & FLAG_END_HEADERS:
+            self._continuation = None
+            block = b"".join(fragments)
+            self._header_block(expected_stream, bool(first_flags & FLAG_END_STREAM), block, events)
+
+    def _header_block(
+        self, stream_id: int, end_stream: bool, block: bytes, events: list[Event]
+    ) -> None:
+        # Always decode, even for streams we gave up on: the HPACK table must stay in step
+        # with the server's encoder (section 4.3).
+        headers = self._decoder.decode(block)
+        handle = self._streams.get(stream_id)
+        if handle is None:
+            return
+        if handle.status is None:
+            status = _parse_status(headers)
+            if 100 <= status < 200:
+                if end_stream:
+                    raise RemoteProtocolError(
+                        "informational response ends the stream (section 8.1)",
+                        ErrorCode.PROTOCOL_ERROR,
+                    )
+                return  # 1xx: interim, the real response follows (section 8.1).
+            handle.status = status
+            handle._response_headers = headers
+        else:
+            if not end_stream:
+                raise RemoteProtocolError(
+                    "trailers without END_STREAM (section 8.1)", ErrorCode.PROTOCOL_ERROR
+                )
+            handle._response_headers.extend(headers)
+        if end_stream:
+            self._complete(handle, events)
+
+    def _handle_data(self, flags: int, stream_id: int, payload: bytes, events: list[Event]) -> None:
+        self._check_server_stream(stream_id, "DATA")
+        length = len(payload)
+        # Flow control counts the whole frame payload, padding included (section 6.9.1).
+        self._recv_window -= length
+        if self._recv_window < 0:
+            raise RemoteProtocolError(
+                "server sent more DATA than our connection window allows (section 6.9.1)",
+                ErrorCode.FLOW_CONTROL_ERROR,
+            )
+        self._recv_unacked += length
+        if self._recv_unacked >= _LOCAL_CONNECTION_WINDOW // 2:
+            self._out.append(_frame(WINDOW_UPDATE, 0, 0, _U32.pack(self._recv_unacked)))
+            self._recv_window += self._recv_unacked
+            self._recv_unacked = 0
+        data = self._strip_padding(flags, payload, "DATA")
+        handle = self._streams.get(stream_id)
+        if handle is None:
+            return  # a stream we cancelled; its bytes still counted toward the window above
+        if handle.status is None:
+            raise RemoteProtocolError(
+                f"DATA before response HEADERS on stream {stream_id} (section 8.1)",
+                ErrorCode.PROTOCOL_ERROR,
+            )
+        handle._received += length
+        if handle._received > _LOCAL_STREAM_WINDOW:
+            raise RemoteProtocolError(
+                f"server overran the flow-control window of stream {stream_id}",
+                ErrorCode.FLOW_CONTROL_ERROR,
+            )
+        if data:
+            handle._response_body.append(data)
+        if flags & FLAG_END_STREAM:
+            self._complete(handle, events)
+        elif handle._received >= _LOCAL_STREAM_WINDOW // 2:
+            # Replenish a stream that carries an unusually large body.
+            self._out.append(_frame(WINDOW_UPDATE, 0, stream_id, _U32.pack(handle._received)))
+            handle._received = 0
+
+    def _complete(self, handle: RequestHandle, events: list[Event]) -> None:
+        del self._streams[handle.stream_id]
+        handle.done = True
+        status = handle.status
+        assert status is not None
+        apns_id = apns_unique_id = reason = None
+        for name, value in handle._response_headers:
+            if name == "apns-id":
+                apns_id = value
+            elif name == "apns-unique-id":
+                apns_unique_id = value
+        body = b"".join(handle._response_body) if handle._response_body else b""
+        timestamp_ms = None
+        if body:
+            reason, timestamp_ms = _parse_error_body(body)
+        if 200 <= status < 300:
+            self._succeeded = True
+        events.append(
+            ResponseReceived(
+                stream_id=handle.stream_id,
+                context=handle.context,
+                status=status,
+                apns_id=apns_id,
+                apns_unique_id=apns_unique_id,
+                reason=reason,
+                timestamp_ms=timestamp_ms,
+                headers=handle._response_headers,
+                body=body,
+            )
+        )
+
+    def _handle_window_update(self, stream_id: int, payload: bytes) -> None:
+        if len(payload) != 4:
+            raise RemoteProtocolError(
+                "WINDOW_UPDATE payload must be 4 bytes (section 6.9)", ErrorCode.FRAME_SIZE_ERROR
+            )
+        increment = _U32.unpack(payload)[0] & 0x7FFFFFFF
+        if increment == 0:
+            raise RemoteProtocolError(
+                "WINDOW_UPDATE with an increment of 0 (section 6.9)", ErrorCode.PROTOCOL_ERROR
+            )
+        if stream_id == 0:
+            self._send_window += increment
+            if self._send_window > _MAX_WINDOW:
+                raise RemoteProtocolError(
+                    "connection flow-control window exceeds 2**31-1 (section 6.9.1)",
+                    ErrorCode.FLOW_CONTROL_ERROR,
+                )
+        else:
+            handle = self._streams.get(stream_id)
+            if handle is None:
+                if stream_id % 2 == 0 or stream_id >= self._next_stream_id:
+                    self._check_server_stream(stream_id, "WINDOW_UPDATE")
+                return  # a closed stream: allowed and meaningless (section 6.9)
+            handle._window += increment
+            if handle._window > _MAX_WINDOW:
+                raise RemoteProtocolError(
+                    f"stream {stream_id} flow-control window exceeds 2**31-1 (section 6.9.1)",
+                    ErrorCode.FLOW_CONTROL_ERROR,
+                )
+        self._flush_blocked()
+
+    def _handle_settings(
+        self, flags: int, stream_id: int, payload: bytes, events: list[Event]
+    ) -> None:
+        if stream_id != 0:
+            raise RemoteProtocolError(
+                "SETTINGS on a stream (section 6.5)", ErrorCode.PROTOCOL_ERROR
+            )
+        if flags & FLAG_ACK:
+            if payload:
+                raise RemoteProtocolError(
+                    "SETTINGS ack with a payload (section 6.5)", ErrorCode.FRAME_SIZE_ERROR
+                )
+            return
+        if len(payload) % 6:
+            raise RemoteProtocolError(
+                "SETTINGS payload not a multiple of 6 bytes (section 6.5)",
+                ErrorCode.FRAME_SIZE_ERROR,
+            )
+        changes: dict[int, int] = {}
+        for offset in range(0, len(payload), 6):
+            identifier, value = _SETTING.unpack_from(payload, offset)
+            changes[identifier] = value
+            self._apply_setting(identifier, value)
+        if not self._settings_received:
+            self._settings_received = True
+            if SETTINGS_MAX_CONCURRENT_STREAMS not in changes:
+                # Section 5.1.2: no limit unless the server sets one. The client's own
+                # in-flight limit still bounds what it hands us.
+                self._peer_max_streams = _MAX_STREAM_ID
+        self._out.append(_frame(SETTINGS, FLAG_ACK, 0, b""))
+        events.append(
+            SettingsReceived(changes=changes, max_concurrent_streams=self.max_concurrent_streams)
+        )
+        self._flush_blocked()
+
+    def _apply_setting(self, identifier: int, value: int) -> None:
+        if identifier == SETTINGS_MAX_CONCURRENT_STREAMS:
+            self._peer_max_streams = value
+        elif identifier == SETTINGS_INITIAL_WINDOW_SIZE:
+            if value > _MAX_WINDOW:
+                raise RemoteProtocolError(
+                    f"SETTINGS_INITIAL_WINDOW_SIZE {value} exceeds 2**31-1 (section 6.5.2)",
+                    ErrorCode.FLOW_CONTROL_ERROR,
+                )
+            # Section 6.9.2: the change applies to every open stream's window.
+            delta = value - self._peer_initial_window
+            self._peer_initial_window = value
+            for handle in self._streams.values():
+                handle._window += delta
+                if handle._window > _MAX_WINDOW:
+                    raise RemoteProtocolError(
+                        "a stream's window exceeds 2**31-1 after SETTINGS (section 6.9.2)",
+                        ErrorCode.FLOW_CONTROL_ERROR,
+                    )
+        elif identifier == SETTINGS_MAX_FRAME_SIZE:
+            if not _DEFAULT_MAX_FRAME <= value <= _MAX_FRAME_LIMIT:
+                raise RemoteProtocolError(
+                    f"SETTINGS_MAX_FRAME_SIZE {value} outside 16384..16777215 (section 6.5.2)",
+                    ErrorCode.PROTOCOL_ERROR,
+                )
+            self._peer_max_frame = value
+        elif identifier == SETTINGS_HEADER_TABLE_SIZE:
+            self._encoder.set_max_table_size(value)
+        elif identifier == SETTINGS_ENABLE_PUSH and value > 1:
+            raise RemoteProtocolError(
+                f"SETTINGS_ENABLE_PUSH {value} is not 0 or 1 (section 6.5.2)",
+                ErrorCode.PROTOCOL_ERROR,
+            )
+        # SETTINGS_MAX_HEADER_LIST_SIZE is advisory; APNs requests are far below any limit.
+        # Unknown settings are ignored (section 6.5.2).
+
+    def _handle_ping(
+        self,
+        flags: int,
+        stream_id: int,
+        payload: bytes,
+        now: float | None,
+        events: list[Event],
+    ) -> None:
+        if stream_id != 0:
+            raise RemoteProtocolError("PING on a stream (section 6.7)", ErrorCode.PROTOCOL_ERROR)
+        if len(payload) != 8:
+            raise RemoteProtocolError(
+                "PING payload must be 8 bytes (section 6.7)", ErrorCode.FRAME_SIZE_ERROR
+            )
+        if flags & FLAG_ACK:
+            if payload in self._pings:
+                sent = self._pings.pop(payload)
+                round_trip = now - sent if now is not None and sent is not None else None
+                events.append(PingAcknowledged(payload=payload, round_trip=round_trip))
+            return
+        self._out.append(_frame(PING, FLAG_ACK, 0, payload))
+
+    def _handle_rst_stream(self, stream_id: int, payload: bytes, events: list[Event]) -> None:
+        if len(payload) != 4:
+            raise RemoteProtocolError(
+                "RST_STREAM payload must be 4 bytes (section 6.4)", ErrorCode.FRAME_SIZE_ERROR
+            )
+        handle = self._streams.pop(stream_id, None)
+        if handle is None:
+            if stream_id == 0 or stream_id % 2 == 0 or stream_id >= self._next_stream_id:
+                self._check_server_stream(stream_id, "RST_STREAM")
+            # A reset after a complete response (nginx sends NO_ERROR here, section 8.1) or
+            # for a stream we cancelled: nothing is lost.
+            return
+        handle.done = True
+        error_code = _U32.unpack(payload)[0]
+        events.append(
+            StreamReset(
+                stream_id=stream_id,
+                context=handle.context,
+                error_code=error_code,
+                retry_safe=error_code == ErrorCode.REFUSED_STREAM,
+            )
+        )
+
+    def _handle_goaway(self, stream_id: int, payload: bytes, events: list[Event]) -> None:
+        if stream_id != 0:
+            raise RemoteProtocolError("GOAWAY on a stream (section 6.8)", ErrorCode.PROTOCOL_ERROR)
+        if len(payload) < 8:
+            raise RemoteProtocolError(
+                "GOAWAY payload shorter than 8 bytes (section 6.8)", ErrorCode.FRAME_SIZE_ERROR
+            )
+        last_stream_id, error_code = _GOAWAY.unpack_from(payload)
+        last_stream_id &= 0x7FFFFFFF
+        debug_data = payload[8:]
+        self._draining = True
+        if self._goaway_last_stream_id is not None:
+            # Section 6.8: a later GOAWAY may lower, never raise, the last stream id.
+            last_stream_id = min(last_stream_id, self._goaway_last_stream_id)
+        self._goaway_last_stream_id = last_stream_id
+        unprocessed: list[Any] = []
+        # Streams above last_stream_id were not processed and may be retried (section 6.8).
+        for sid in sorted(s for s in self._streams if s > last_stream_id):
+            handle = self._streams.pop(sid)
+            handle.done = True
+            unprocessed.append(handle.context)
+        while self._queue:
+            handle = self._queue.popleft()
+            handle.done = True
+            unprocessed.append(handle.context)
+        events.append(
+            ConnectionTerminated(
+                error_code=error_code,
+                last_stream_id=last_stream_id,
+                reason=_parse_error_body(debug_data)[0] if debug_data else None,
+                debug_data=debug_data,
+                remote=True,
+                unprocessed=unprocessed,
+                abandoned=[],
+            )
+        )
+
+    # ----------------------------------------------------------------- termination
+
+    def _protocol_error(self, error: RemoteProtocolError, events: list[Event]) -> None:
+        # Section 5.4.1: on a connection error send GOAWAY with the code, then close.
+        if not self._terminated:
+            debug = str(error).encode("utf-8")[:256]
+            self._out.append(_frame(GOAWAY, 0, 0, _GOAWAY.pack(0, error.error_code) + debug))
+        events.append(self._terminate(error.error_code, remote=False, error=error))
+
+    def _terminate(
+        self, error_code: int, *, remote: bool, error: RemoteProtocolError | None
+    ) -> ConnectionTerminated:
+        self._draining = True
+        self._terminated = True
+        unprocessed: list[Any] = []
+        for handle in self._queue:
+            handle.done = True
+            unprocessed.append(handle.context)
+        self._queue.clear()
+        abandoned: list[Any] = []
+        for sid in sorted(self._streams):
+            handle = self._streams[sid]
+            handle.done = True
+            abandoned.append(handle.context)
+        self._streams.clear()
+        self._blocked = []
+        return ConnectionTerminated(
+            error_code=error_code,
+            last_stream_id=self._goaway_last_stream_id,
+            reason=None,
+            debug_data=b"",
+            remote=remote,
+            unprocessed=unprocessed,
+            abandoned=abandoned,
+            error=error,
+        )
+
+
+def _parse_status(headers: list[tuple[str, str]]) -> int:
+    for name, value in headers:
+        if name == ":status":
+            if len(value) == 3 and value.isdigit():
+                return int(value)
+            break
+    raise RemoteProtocolError(
+        "response without a valid :status pseudo-header (section 8.3.2)", ErrorCode.PROTOCOL_ERROR
+    )
+
+
+def _parse_error_body(body: bytes) -> tuple[str | None, int | None]:
+    """Read ``reason`` and ``timestamp`` from an APNs JSON body; odd bodies give Nones."""
+    try:
+        document = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return None, None
+    if not isinstance(document, dict):
+        return None, None
+    reason = document.get("reason")
+    timestamp = document.get("timestamp")
+    return (
+        reason if isinstance(reason, str) else None,
+        timestamp if isinstance(timestamp, int) and not isinstance(timestamp, bool) else None,
+    )

@@ -1,0 +1,116 @@
+"""Events the sans-I/O core reports after it is fed bytes.
+
+Each event is a small keyword-only dataclass. ``context`` is whatever object the caller handed
+to :meth:`~apnskit._core.connection.ApnsConnection.send_request` (the client uses its own
+per-notification record); the core never looks inside it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from apnskit._errors import RemoteProtocolError
+
+__all__ = [
+    "ConnectionTerminated",
+    "Event",
+    "PingAcknowledged",
+    "ResponseReceived",
+    "SettingsReceived",
+    "StreamReset",
+]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Event:
+    """Base class of every core event."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ResponseReceived(Event):
+    """A complete response arrived for a request."""
+
+    stream_id: int
+    """The HTTP/2 stream the request used."""
+    context: Any
+    """The caller's object for this request."""
+    status: int
+    """The HTTP ``:status``."""
+    apns_id: str | None
+    """The ``apns-id`` response header."""
+    apns_unique_id: str | None
+    """The ``apns-unique-id`` header (sandbox only)."""
+    reason: str | None
+    """``reason`` from the JSON error body; ``None`` on success or with no/odd body."""
+    timestamp_ms: int | None
+    """``timestamp`` from a 410 body: milliseconds since the epoch."""
+    headers: list[tuple[str, str]] = field(repr=False)
+    """Every response header, pseudo-headers included, in order."""
+    body: bytes = field(repr=False)
+    """The raw body (JSON for errors, empty on success for device pushes)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StreamReset(Event):
+    """The server reset a request's stream before answering it (RFC 9113 section 6.4)."""
+
+    stream_id: int
+    """The stream that was reset."""
+    context: Any
+    """The caller's object for this request."""
+    error_code: int
+    """The RST_STREAM error code (RFC 9113 section 7)."""
+    retry_safe: bool
+    """True for REFUSED_STREAM: the server did no processing, so resending cannot double a
+    notification (RFC 9113 section 8.7)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SettingsReceived(Event):
+    """The server sent SETTINGS (we have already acknowledged them)."""
+
+    changes: dict[int, int]
+    """Setting identifier to new value, as received."""
+    max_concurrent_streams: int
+    """The stream limit now in force for new requests (APNs raises it after a first success)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PingAcknowledged(Event):
+    """The server acknowledged one of our PINGs."""
+
+    payload: bytes
+    """The 8 opaque bytes we sent."""
+    round_trip: float | None
+    """Seconds between sending and the ack, when both times were given to the core."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConnectionTerminated(Event):
+    """The connection ended or is draining: no new request may be started on it.
+
+    Sent for a server GOAWAY (``remote=True``), for a protocol violation by the server (``error``
+    set, after which we sent GOAWAY ourselves), for our own ``close()`` and when the transport
+    reports the connection lost. Requests listed in ``unprocessed`` were never processed by the
+    server and can be sent again safely; those in ``abandoned`` were in flight on a connection
+    that died and their fate is unknown. Requests on streams at or below ``last_stream_id`` of a
+    GOAWAY are listed in neither: their responses may still arrive.
+    """
+
+    error_code: int
+    """The HTTP/2 error code (0 is NO_ERROR: a graceful shutdown)."""
+    last_stream_id: int | None
+    """The GOAWAY's last stream id, when a GOAWAY was involved."""
+    reason: str | None
+    """``reason`` from JSON debug data (APNs sends e.g. ``{"reason": "Shutdown"}``)."""
+    debug_data: bytes = field(repr=False)
+    """The raw GOAWAY debug data."""
+    remote: bool
+    """True when the server ended the connection."""
+    unprocessed: list[Any]
+    """Contexts of requests that are safe to send again on another connection."""
+    abandoned: list[Any]
+    """Contexts of requests whose fate is unknown because the connection died under them."""
+    error: RemoteProtocolError | None = None
+    """Set when the server broke HTTP/2."""
