@@ -491,7 +491,7 @@ class ApnsConnection:
                 payload = buf[pos + 9 : stop]
                 pos = stop
                 self._handle_frame(frame_type, flags, stream_id & 0x7FFFFFFF, payload, now, events)
-                if self.finished and self._terminated:
+                if self._is_terminated():
                     break
         except RemoteProtocolError as error:
             self._inbuf = b""
@@ -500,6 +500,11 @@ class ApnsConnection:
         self._inbuf = buf[pos:] if pos < end else b""
         self._open_streams()
         return events
+
+    def _is_terminated(self) -> bool:
+        # A method, not the attribute, so type checkers do not assume frame handlers left
+        # the flag as it was before the loop.
+        return self._terminated
 
     def _handle_frame(
         self,
