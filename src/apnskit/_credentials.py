@@ -521,10 +521,9 @@ class CertificateCredentials:
         cls, data: bytes, password: str | bytes | None, source: str
     ) -> CertificateCredentials:
         secret = _as_bytes("password", password)
-        # A password-less export may be protected by an empty password instead of none at all.
-        attempts: list[bytes | None] = [secret] if secret else [None, b""]
-        if secret:
-            attempts.append(None)  # a password given for an unprotected file is not an error
+        # OpenSSL's PKCS12_parse tries both "no password" and the empty password when given
+        # none, so only a password given for an unprotected file needs a second attempt.
+        attempts: list[bytes | None] = [secret, None] if secret else [None]
         for attempt in attempts:
             try:
                 key, cert, extra = pkcs12.load_key_and_certificates(data, attempt)
@@ -540,10 +539,12 @@ class CertificateCredentials:
             raise CredentialsError(
                 f"password: wrong password for {source} (or it is not a PKCS#12 file)"
             )
-        if cert is None:
-            raise CredentialsError(f"certificate file {source}: the PKCS#12 holds no certificate")
+        # A certificate without its key comes back among the extra certificates, so the key is
+        # checked first to name what is really missing.
         if key is None:
             raise CredentialsError(f"certificate file {source}: the PKCS#12 holds no private key")
+        if cert is None:
+            raise CredentialsError(f"certificate file {source}: the PKCS#12 holds no certificate")
         if not isinstance(key, _PRIVATE_KEY_TYPES):
             raise CredentialsError(f"certificate file {source}: {_describe_key(key)} is not usable")
         return cls(cert, key, chain=tuple(extra))
@@ -683,8 +684,10 @@ class CertificateCredentials:
             try:
                 context.load_cert_chain(path)
             except ssl.SSLError as exc:
+                # OpenSSL's reason names the problem; it never contains key material.
+                reason = getattr(exc, "reason", None) or exc
                 raise CredentialsError(
-                    f"certificate{self._for()}: the TLS library refused it ({exc.reason or exc})"
+                    f"certificate{self._for()}: the TLS library refused it ({reason})"
                 ) from None
         finally:
             with contextlib.suppress(FileNotFoundError):
