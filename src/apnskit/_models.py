@@ -953,7 +953,12 @@ class Notification:
         if collapse_id is not None:
             if type(collapse_id) is not str:
                 raise _fail("collapse_id", f"{type(collapse_id).__name__} is not a string")
-            size = len(collapse_id.encode())
+            try:
+                size = len(collapse_id.encode())
+            except UnicodeEncodeError:
+                raise _fail(
+                    "collapse_id", "contains a lone surrogate; UTF-8 cannot encode it"
+                ) from None
             if not size or size > _MAX_COLLAPSE_ID_BYTES:
                 raise _fail(
                     "collapse_id",
