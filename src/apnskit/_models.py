@@ -47,37 +47,54 @@ __all__ = [
 class PushType(str, enum.Enum):
     """The value of the ``apns-push-type`` header, with the topic suffix and size limit it needs.
 
-    Attributes:
-        topic_suffix: What ``apns-topic`` must end with for this push type (``""`` when the
-            topic is the bare bundle ID, or for MDM the certificate's UID).
-        max_payload_size: The largest payload APNs accepts for this push type, in bytes.
+    ``PushType("voip")`` looks a member up by its header value.
     """
 
-    topic_suffix: str
-    max_payload_size: int
+    ALERT = "alert"
+    BACKGROUND = "background"
+    LOCATION = "location"
+    VOIP = "voip"
+    COMPLICATION = "complication"
+    FILEPROVIDER = "fileprovider"
+    MDM = "mdm"
+    LIVEACTIVITY = "liveactivity"
+    PUSHTOTALK = "pushtotalk"
+    WIDGETS = "widgets"
+    CONTROLS = "controls"
 
-    def __new__(cls, value: str, topic_suffix: str, max_payload_size: int = 4096) -> PushType:
-        obj = str.__new__(cls, value)
-        obj._value_ = value
-        obj.topic_suffix = topic_suffix
-        obj.max_payload_size = max_payload_size
-        return obj
+    @property
+    def topic_suffix(self) -> str:
+        """What ``apns-topic`` must end with for this push type.
 
-    ALERT = ("alert", "")
-    BACKGROUND = ("background", "")
-    LOCATION = ("location", ".location-query")
-    # VoIP is the one push type with a larger limit (5120 bytes), per Apple's request page.
-    VOIP = ("voip", ".voip", 5120)
-    COMPLICATION = ("complication", ".complication")
-    FILEPROVIDER = ("fileprovider", ".pushkit.fileprovider")
-    MDM = ("mdm", "")
-    LIVEACTIVITY = ("liveactivity", ".push-type.liveactivity")
-    PUSHTOTALK = ("pushtotalk", ".voip-ptt")
-    WIDGETS = ("widgets", ".push-type.widgets")
-    CONTROLS = ("controls", ".push-type.controls")
+        ``""`` when the topic is the bare bundle ID (alert, background) or, for MDM, the
+        certificate's UID.
+        """
+        return _TOPIC_SUFFIXES[self]
+
+    @property
+    def max_payload_size(self) -> int:
+        """The largest payload APNs accepts for this push type, in bytes."""
+        # VoIP is the one push type with a larger limit, per Apple's request page.
+        return 5120 if self is PushType.VOIP else 4096
 
     def __str__(self) -> str:
         return str(self.value)
+
+
+# Topic suffixes from Apple's "Sending notification requests to APNs" (apns-topic header).
+_TOPIC_SUFFIXES: dict[PushType, str] = {
+    PushType.ALERT: "",
+    PushType.BACKGROUND: "",
+    PushType.LOCATION: ".location-query",
+    PushType.VOIP: ".voip",
+    PushType.COMPLICATION: ".complication",
+    PushType.FILEPROVIDER: ".pushkit.fileprovider",
+    PushType.MDM: "",
+    PushType.LIVEACTIVITY: ".push-type.liveactivity",
+    PushType.PUSHTOTALK: ".voip-ptt",
+    PushType.WIDGETS: ".push-type.widgets",
+    PushType.CONTROLS: ".push-type.controls",
+}
 
 
 class Priority(enum.IntEnum):
@@ -121,7 +138,6 @@ class LiveActivityEvent(str, enum.Enum):
 _PUSH_TYPE_BY_VALUE: dict[str, PushType] = {m.value: m for m in PushType}
 _PRIORITY_BY_VALUE: dict[int, Priority] = {int(m): m for m in Priority}
 _PRIORITY_HEADER: dict[int, str] = {int(m): str(int(m)) for m in Priority}
-_BARE_TOPIC_TYPES = frozenset({PushType.ALERT, PushType.BACKGROUND, PushType.MDM})
 # For alert/background/mdm the topic is the bare bundle ID: a topic ending in another type's
 # suffix means the push type and topic disagree (APNs answers DeviceTokenNotForTopic/BadTopic).
 _ALL_SUFFIXES: tuple[str, ...] = tuple(m.topic_suffix for m in PushType if m.topic_suffix)

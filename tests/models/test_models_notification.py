@@ -446,7 +446,7 @@ def test_bad_topic(expect_invalid: Checker, topic: Any, match: str) -> None:
 
 def test_topic_is_keyword_only() -> None:
     with pytest.raises(TypeError):
-        Notification(TOKEN, ALERT, TOPIC)  # type: ignore[misc]
+        Notification(TOKEN, ALERT, TOPIC)  # type: ignore[call-arg]
 
 
 # -- priority ---------------------------------------------------------------------------------

@@ -64,7 +64,7 @@ def test_alert_uses_hyphenated_keys() -> None:
 
 def test_alert_is_keyword_only_and_frozen() -> None:
     with pytest.raises(TypeError):
-        Alert("title")  # type: ignore[misc]
+        Alert("title")  # type: ignore[call-arg]
     with pytest.raises(dataclasses.FrozenInstanceError):
         Alert().title = "x"  # type: ignore[misc]
 
@@ -191,7 +191,7 @@ def test_content_changed_body_for_widgets_and_controls() -> None:
 
 def test_payload_is_keyword_only() -> None:
     with pytest.raises(TypeError):
-        Payload("hi")  # type: ignore[misc]
+        Payload("hi")  # type: ignore[call-arg]
 
 
 @pytest.mark.parametrize(

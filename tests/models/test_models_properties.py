@@ -25,8 +25,8 @@ TOKEN = "0f" * 32
 TOPIC = "com.example.app"
 
 # Text that UTF-8 can encode (no lone surrogates).
-text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)
-short_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12)
+text = st.text(st.characters(blacklist_categories=["Cs"]), max_size=40)
+short_text = st.text(st.characters(blacklist_categories=["Cs"]), max_size=12)
 json_scalars = (
     st.none()
     | st.booleans()
