@@ -293,7 +293,8 @@ class TokenCredentials:
                 the system clock is wrong.
         """
         with self._lock:
-            if generation != self._current[1]:
+            # Only the current token can be renewed; 0 means no token was ever handed out.
+            if generation != self._current[1] or generation == 0:
                 return
             now = self._clock()
             age = now - self._issued_at

@@ -11,7 +11,7 @@ from typing import Any
 from unittest import mock
 
 import anyio
-import anyio.lowlevel
+import anyio.from_thread
 import pytest
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -371,23 +371,28 @@ async def test_many_tasks_one_signing(
     creds: TokenCredentials, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     signings = count_signings(creds, monkeypatch, delay=0.01)
+    # Eight tasks ask from worker threads, released together; eight more ask from the event
+    # loop itself once the threads are on their way.
+    barrier = threading.Barrier(8)
     start = anyio.Event()
     results: list[tuple[str, int]] = []
+
+    def ask_after_barrier() -> tuple[str, int]:
+        if barrier.wait() == 0:
+            anyio.from_thread.run_sync(start.set)
+        return creds.authorization()
+
+    async def in_thread() -> None:
+        results.append(await anyio.to_thread.run_sync(ask_after_barrier))
 
     async def in_loop() -> None:
         await start.wait()
         results.append(creds.authorization())
 
-    async def in_thread() -> None:
-        await start.wait()
-        results.append(await anyio.to_thread.run_sync(creds.authorization))
-
     async with anyio.create_task_group() as tg:
         for _ in range(8):
             tg.start_soon(in_thread)
             tg.start_soon(in_loop)
-        await anyio.lowlevel.checkpoint()
-        start.set()
     assert len(results) == 16
     assert len(signings) == 1
     assert set(results) == {results[0]}
@@ -446,6 +451,8 @@ def test_rejection_of_unknown_generation_is_ignored(
     creds: TokenCredentials, clock: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     signings = count_signings(creds, monkeypatch)
+    creds.token_rejected(0)  # before any token was made
+    assert signings == []
     _, generation = creds.authorization()
     clock.advance(600)
     creds.token_rejected(generation + 5)
