@@ -1,0 +1,260 @@
+"""How many notifications per second the mock APNs server answers, end to end over TLS.
+
+Runs MockApnsServer (token auth) in its own process, then drives it from this process over
+1-2 TLS connections with HTTP/2: the handshake and the first request (which lifts the stream
+limit from 1) go through h2; after that the client sends pre-encoded request frames, keeping
+``--in-flight`` streams open per connection, and scans the reply frames itself. The client is
+kept that lean so the figure measures the server, not the client.
+
+    .venv/bin/python bench/mock_server.py [--notifications 20000] [--runs 5]
+                                          [--connections 1] [--in-flight 500]
+
+Prints each run and the median in notifications per second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import ssl
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+import h2.config
+import h2.connection
+import h2.events
+
+from apnskit._credentials import TokenCredentials
+
+TOPIC = "com.example.app"
+TOKEN = "0123456789abcdef" * 4
+BODY = b'{"aps":{"alert":{"title":"Hello","body":"from the benchmark"},"badge":1}}'
+
+
+def serve() -> None:
+    from apnskit.testing import MockApnsServer
+
+    with MockApnsServer() as server:
+        key = server.new_token_key()
+        print(
+            json.dumps(
+                {
+                    "port": server.port,
+                    "ca_file": server.ca_file,
+                    "key": key.private_key_pem.decode(),
+                    "key_id": key.key_id,
+                    "team_id": key.team_id,
+                }
+            ),
+            flush=True,
+        )
+        sys.stdin.read()  # serve until the parent closes our stdin
+
+
+def _int(value: int, prefix_bits: int, first: int = 0) -> bytes:
+    limit = (1 << prefix_bits) - 1
+    if value < limit:
+        return bytes((first | value,))
+    out = bytearray((first | limit,))
+    value -= limit
+    while value >= 128:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def header_block(authorization: str) -> bytes:
+    """HPACK block of an APNs request: literals without indexing, no Huffman (RFC 7541 6.2.2)."""
+
+    def indexed_name(index: int, value: str) -> bytes:
+        data = value.encode()
+        return _int(index, 4) + _int(len(data), 7) + data
+
+    def new_name(name: str, value: str) -> bytes:
+        n, v = name.encode(), value.encode()
+        return b"\x00" + _int(len(n), 7) + n + _int(len(v), 7) + v
+
+    return b"".join(
+        [
+            b"\x83",  # :method POST (static table 3)
+            b"\x87",  # :scheme https (static table 7)
+            indexed_name(4, f"/3/device/{TOKEN}"),  # :path
+            indexed_name(1, "api.sandbox.push.apple.com"),  # :authority
+            new_name("authorization", authorization),
+            new_name("apns-topic", TOPIC),
+            new_name("apns-push-type", "alert"),
+            new_name("apns-priority", "10"),
+        ]
+    )
+
+
+def frame(kind: int, flags: int, stream_id: int, payload: bytes) -> bytes:
+    return len(payload).to_bytes(3, "big") + bytes((kind, flags)) + stream_id.to_bytes(4, "big") + payload
+
+
+class Connection:
+    def __init__(self, port: int, ca_file: str, authorization: str) -> None:
+        context = ssl.create_default_context(cafile=ca_file)
+        context.set_alpn_protocols(["h2"])
+        raw = socket.create_connection(("127.0.0.1", port))
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock = context.wrap_socket(raw, server_hostname="127.0.0.1")
+        self.block = header_block(authorization)
+        self.next_stream = 1
+        self.buffer = b""
+        self._handshake(authorization)
+
+    def _handshake(self, authorization: str) -> None:
+        # The real h2 state machine for the preface and the first request: the server allows
+        # one stream until a request with a valid token succeeded.
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        conn.initiate_connection()
+        self.sock.sendall(conn.data_to_send())
+        stream_id = conn.get_next_available_stream_id()
+        headers = [
+            (":method", "POST"),
+            (":scheme", "https"),
+            (":path", f"/3/device/{TOKEN}"),
+            (":authority", "api.sandbox.push.apple.com"),
+            ("authorization", authorization),
+            ("apns-topic", TOPIC),
+        ]
+        status = None
+        raised = False
+        while status is None or not raised:
+            for event in conn.receive_data(self.sock.recv(65536)):
+                if isinstance(event, h2.events.RemoteSettingsChanged):
+                    if conn.remote_settings.max_concurrent_streams > 1:
+                        raised = True
+                    elif stream_id == 1 and conn.open_outbound_streams == 0:
+                        conn.send_headers(stream_id, headers)
+                        conn.send_data(stream_id, BODY, end_stream=True)
+                elif isinstance(event, h2.events.ResponseReceived):
+                    status = dict(event.headers)[b":status"]
+            self.sock.sendall(conn.data_to_send())
+        if status != b"200":
+            raise SystemExit(f"first request failed: {status!r}")
+        self.next_stream = 3
+        self.max_streams = conn.remote_settings.max_concurrent_streams
+
+    def request_bytes(self, count: int) -> bytes:
+        parts = []
+        for _ in range(count):
+            sid = self.next_stream
+            self.next_stream += 2
+            parts.append(frame(1, 0x4, sid, self.block))  # HEADERS, END_HEADERS
+            parts.append(frame(0, 0x1, sid, BODY))  # DATA, END_STREAM
+        return b"".join(parts)
+
+    def read_answers(self) -> tuple[int, int]:
+        """Read once; return (answers, answers that were not 200)."""
+        data = self.sock.recv(262144)
+        if not data:
+            raise SystemExit("server closed the connection")
+        buffer = self.buffer + data
+        done = bad = 0
+        offset = 0
+        acks = []
+        while len(buffer) - offset >= 9:
+            length = int.from_bytes(buffer[offset : offset + 3], "big")
+            if len(buffer) - offset - 9 < length:
+                break
+            kind = buffer[offset + 3]
+            flags = buffer[offset + 4]
+            payload = buffer[offset + 9 : offset + 9 + length]
+            if kind == 1:  # HEADERS: our server sends ":status 200" as 0x88 (RFC 7541 App. A)
+                if payload[:1] != b"\x88":
+                    bad += 1
+                if flags & 0x1:
+                    done += 1
+            elif kind == 0 and flags & 0x1:
+                done += 1
+            elif kind == 4 and not flags & 0x1:
+                acks.append(frame(4, 0x1, 0, b""))  # SETTINGS: acknowledge
+            elif kind == 7:
+                raise SystemExit(f"GOAWAY from the server: {payload[8:]!r}")
+            offset += 9 + length
+        self.buffer = buffer[offset:]
+        if acks:
+            self.sock.sendall(b"".join(acks))
+        return done, bad
+
+
+def drive(conn: Connection, total: int, in_flight: int, result: list[int]) -> None:
+    in_flight = min(in_flight, conn.max_streams)
+    sent = answered = bad = 0
+    while answered < total:
+        room = min(in_flight - (sent - answered), total - sent)
+        if room > 0:
+            conn.sock.sendall(conn.request_bytes(room))
+            sent += room
+        done, wrong = conn.read_answers()
+        answered += done
+        bad += wrong
+    result.append(bad)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--notifications", type=int, default=20000)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--connections", type=int, default=1, choices=(1, 2))
+    parser.add_argument("--in-flight", type=int, default=500)
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.serve:
+        serve()
+        return 0
+
+    server = subprocess.Popen(
+        [sys.executable, __file__, "--serve"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        info = json.loads(server.stdout.readline())
+        credentials = TokenCredentials(info["key"], key_id=info["key_id"], team_id=info["team_id"])
+        authorization = credentials.authorization()[0]
+        conns = [
+            Connection(info["port"], info["ca_file"], authorization) for _ in range(args.connections)
+        ]
+        per_conn = args.notifications // args.connections
+        drive(conns[0], 2000, args.in_flight, [])  # warm-up
+        rates = []
+        for run in range(args.runs):
+            results: list[int] = []
+            threads = [
+                threading.Thread(target=drive, args=(c, per_conn, args.in_flight, results))
+                for c in conns
+            ]
+            start = time.perf_counter()
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            elapsed = time.perf_counter() - start
+            if len(results) != len(threads) or any(results):
+                raise SystemExit(f"run {run + 1}: some answers were missing or not 200: {results}")
+            rate = per_conn * len(conns) / elapsed
+            rates.append(rate)
+            print(f"run {run + 1}: {per_conn * len(conns)} notifications in {elapsed:.2f} s = {rate:,.0f}/s")
+        print(
+            f"median: {statistics.median(rates):,.0f} notifications/s "
+            f"({args.connections} connection(s), {args.in_flight} in flight each)"
+        )
+    finally:
+        if server.stdin is not None:
+            server.stdin.close()
+        server.wait(timeout=10)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
