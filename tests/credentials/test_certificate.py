@@ -474,3 +474,29 @@ def test_repr_of_certificate_info_free_of_key(cert_factory: Any) -> None:
     creds = CertificateCredentials(issued.certificate, issued.key)
     assert_clean(repr(creds.info), issued.key_pem())
     assert isinstance(creds.certificate, x509.Certificate)
+
+
+def test_damaged_unencrypted_key(cert_factory: Any) -> None:
+    issued = cert_factory()
+    lines = issued.key_pem().splitlines()
+    damaged = b"\n".join([lines[0], b"AAAA" + lines[1][4:], *lines[2:]]) + b"\n"
+    with pytest.raises(CredentialsError, match=r"key: the PEM private key is damaged") as info:
+        CertificateCredentials.from_pem(issued.cert_pem, damaged)
+    assert_clean(str(info.value), damaged)
+
+
+def test_key_type_unusable_for_tls(cert_factory: Any, key_to_pem: Any) -> None:
+    from cryptography.hazmat.primitives.asymmetric import x25519
+
+    with pytest.raises(CredentialsError, match=r"key: a X25519PrivateKey cannot be used for TLS"):
+        CertificateCredentials.from_pem(
+            cert_factory().cert_pem, key_to_pem(x25519.X25519PrivateKey.generate())
+        )
+
+
+def test_wrong_argument_types(cert_factory: Any) -> None:
+    issued = cert_factory()
+    with pytest.raises(CredentialsError, match=r"PEM must be bytes, not str"):
+        CertificateCredentials.from_pem(issued.cert_pem.decode(), issued.key_pem())
+    with pytest.raises(CredentialsError, match=r"password: must be str or bytes, not int"):
+        CertificateCredentials.from_pem(issued.cert_pem, issued.key_pem(), password=1234)  # type: ignore[arg-type]

@@ -51,6 +51,13 @@ def test_long_form_lengths_round_trip() -> None:
     assert [(t.name, list(t.kinds)) for t in decoded] == topics
 
 
+def test_last_topic_without_kinds_is_kept() -> None:
+    assert decode_topics_extension(bytes.fromhex("30060c01780c0179")) == (
+        CertificateTopic("x", ()),
+        CertificateTopic("y", ()),
+    )
+
+
 def test_unknown_kinds_and_topic_without_kinds_are_kept() -> None:
     # topic "x" with no kinds SEQUENCE, then "y" with an unknown kind
     data = bytes.fromhex("30100c01780c017930080c06") + b"future"
@@ -71,6 +78,7 @@ def test_unknown_kinds_and_topic_without_kinds_are_kept() -> None:
         (bytes.fromhex("3080") + bytes.fromhex("0000"), "bad length"),
         (bytes.fromhex("3003") + bytes.fromhex("0c01ff"), "UTF-8"),
         (HAND_MADE + b"\x00", "not one SEQUENCE"),
+        (bytes.fromhex("3003") + bytes.fromhex("1f0100"), "multi-byte tags"),
     ],
 )
 def test_malformed_topics_extension(data: bytes, problem: str) -> None:

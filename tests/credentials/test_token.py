@@ -577,3 +577,12 @@ def test_file_permissions_are_not_touched(tmp_path: Path, p8_pem: bytes) -> None
     TokenCredentials.from_file(path, team_id=TEAM_ID).authorization()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["AuthKey_ABCDE12345.p8"]
     assert (path.stat().st_mode & 0o777) == 0o400
+
+
+def test_ed25519_key_says_so(key_to_pem: Any) -> None:
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    with pytest.raises(CredentialsError, match=r"key: an Ed25519 private key; .*EC P-256"):
+        TokenCredentials(
+            key_to_pem(ed25519.Ed25519PrivateKey.generate()), key_id=KEY_ID, team_id=TEAM_ID
+        )
