@@ -276,6 +276,8 @@ class TokenCredentials:
             # Single-flight: whoever waited on the lock finds the token already renewed.
             now = self._clock()
             if now >= self._renew_at:
+                # A scheduled renewal ends any streak of fresh tokens rejected as expired.
+                self._fresh_rejections = 0
                 self._renew(now)
             return self._current
 

@@ -510,6 +510,20 @@ def test_fresh_tokens_keep_rejected_means_check_the_clock(
     assert len(signings) == 3
 
 
+def test_only_consecutive_fresh_rejections_blame_the_clock(
+    creds: TokenCredentials, clock: Any
+) -> None:
+    _, generation = creds.authorization()
+    clock.advance(1)
+    creds.token_rejected(generation)  # one fresh rejection: renewed
+    clock.advance(3000)
+    _, generation = creds.authorization()  # a scheduled renewal much later
+    assert generation == 3
+    clock.advance(1)
+    creds.token_rejected(generation)  # fresh again, but not a streak: renewed, no error
+    assert creds.generation == 4
+
+
 def test_old_token_rejections_never_blame_the_clock(creds: TokenCredentials, clock: Any) -> None:
     for expected in range(1, 6):
         _, generation = creds.authorization()
