@@ -1,6 +1,7 @@
 """apnskit: Apple Push Notification service over HTTP/2, sync and async, on a sans-I/O core."""
 
-# -- credentials (issue 3) --
+# -- clients (issue 4) --
+from apnskit._async_client import AsyncPushClient
 from apnskit._certinfo import CertificateInfo, CertificateTopic
 from apnskit._config import (
     DEFAULT_LIMITS,
@@ -10,6 +11,15 @@ from apnskit._config import (
     Limits,
     RetryPolicy,
     Timeout,
+)
+from apnskit._core.dispatch import (
+    ClientEvent,
+    ConnectionClosed,
+    ConnectionFailed,
+    ConnectionOpened,
+    NotificationSent,
+    ResultReady,
+    RetryScheduled,
 )
 from apnskit._credentials import CertificateCredentials, TokenCredentials
 from apnskit._errors import (
@@ -29,8 +39,6 @@ from apnskit._errors import (
     RemoteProtocolError,
     TransportError,
 )
-
-# -- models (issue 2) --
 from apnskit._models import (
     Alert,
     InterruptionLevel,
@@ -42,27 +50,31 @@ from apnskit._models import (
     Sound,
 )
 from apnskit._results import PushResult, Reason
-
-# -- clients (issue 4) --
+from apnskit._sync_client import PushClient
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "DEFAULT_LIMITS",
-    "DEFAULT_RETRY_POLICY",
-    "DEFAULT_TIMEOUT",
     "Alert",
     "ApnsError",
     "ApnsTimeoutError",
+    "AsyncPushClient",
     "CertificateCredentials",
     "CertificateInfo",
     "CertificateTopic",
     "ClientClosedError",
+    "ClientEvent",
     "ConfigurationError",
     "ConnectError",
     "ConnectTimeoutError",
+    "ConnectionClosed",
+    "ConnectionFailed",
     "ConnectionLostError",
+    "ConnectionOpened",
     "CredentialsError",
+    "DEFAULT_LIMITS",
+    "DEFAULT_RETRY_POLICY",
+    "DEFAULT_TIMEOUT",
     "DeadlineExceededError",
     "Environment",
     "InterruptionLevel",
@@ -71,15 +83,19 @@ __all__ = [
     "LiveActivityEvent",
     "LocalProtocolError",
     "Notification",
+    "NotificationSent",
     "Payload",
     "Priority",
     "ProtocolError",
+    "PushClient",
     "PushRejectedError",
     "PushResult",
     "PushType",
     "Reason",
     "RemoteProtocolError",
+    "ResultReady",
     "RetryPolicy",
+    "RetryScheduled",
     "Sound",
     "Timeout",
     "TokenCredentials",

@@ -16,7 +16,7 @@ ApnsError
  |    +-- ConnectError                            could not connect (DNS, refused, TLS handshake)
  |    +-- ConnectionLostError                     an open connection broke or was closed
  |    +-- ApnsTimeoutError (also TimeoutError)    something took longer than allowed
- |         +-- ConnectTimeoutError
+ |         +-- ConnectTimeoutError (also ConnectError)
  |         +-- DeadlineExceededError              a notification's deadline passed
  +-- PushRejectedError                            APNs rejected a notification (raise_for_status)
  +-- ClientClosedError                            the client was used after close()
@@ -115,8 +115,8 @@ class ApnsTimeoutError(TransportError, TimeoutError):
     """Something took longer than the configured timeout."""
 
 
-class ConnectTimeoutError(ApnsTimeoutError):
-    """Establishing a connection (TCP + TLS + HTTP/2 SETTINGS) timed out."""
+class ConnectTimeoutError(ConnectError, ApnsTimeoutError):
+    """Establishing a connection (TCP + TLS) timed out."""
 
 
 class DeadlineExceededError(ApnsTimeoutError):

@@ -9,6 +9,7 @@
 """
 
 from apnskit.testing._application import ApnsApplication, FaultPlan, ReceivedNotification
+from apnskit.testing._fake import FakeTransport
 from apnskit.testing._mock_server import MockApnsServer, TokenKey
 from apnskit.testing._server_connection import (
     ConnectionContext,
@@ -18,11 +19,10 @@ from apnskit.testing._server_connection import (
     ServerConnection,
 )
 
-# -- FakeTransport (in-memory transport, written separately) is exported here too. --
-
 __all__ = [
     "ApnsApplication",
     "ConnectionContext",
+    "FakeTransport",
     "Fault",
     "FaultPlan",
     "MockApnsServer",

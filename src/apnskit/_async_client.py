@@ -1,0 +1,391 @@
+"""AsyncPushClient: the anyio client (asyncio and trio), twin of :class:`apnskit.PushClient`.
+
+How it waits: the calling task that finds nobody doing I/O becomes the *driver*. For as
+long as its own notification is pending it runs one reader task per pooled connection inside
+its own task group, writes what the cores produce, opens connections and keeps time; then it
+hands over to another waiting task. No background task outlives a call, so the client needs
+no task group of its own and works with or without ``async with``.
+"""
+
+from __future__ import annotations
+
+import random
+import ssl
+import time
+from collections import deque
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
+from types import TracebackType
+from typing import Any
+
+import anyio
+import anyio.abc
+
+from apnskit._client_common import EventHook, settle
+from apnskit._config import (
+    DEFAULT_LIMITS,
+    DEFAULT_RETRY_POLICY,
+    DEFAULT_TIMEOUT,
+    Environment,
+    Limits,
+    RetryPolicy,
+    Timeout,
+)
+from apnskit._core.dispatch import Dispatcher, PooledConnection, Ticket
+from apnskit._errors import ApnsError, ClientClosedError, ConfigurationError, ConnectionLostError
+from apnskit._results import PushResult
+from apnskit._transports._anyio import AnyioTransport
+
+__all__ = ["AsyncPushClient"]
+
+
+class AsyncPushClient:
+    """Send notifications to APNs from async code (asyncio or trio, through anyio).
+
+    Example:
+        ```python
+        async with apnskit.AsyncPushClient(credentials, environment="sandbox") as client:
+            result = await client.send(notification)
+        ```
+
+    Args:
+        credentials: :class:`apnskit.TokenCredentials` or :class:`apnskit.CertificateCredentials`.
+        environment: ``"production"`` or ``"sandbox"``. Required with token credentials
+            unless ``host`` is given; picked from a certificate when omitted.
+        host: Override the APNs host (a proxy, or the mock server).
+        port: Override the port (default 443; APNs also listens on 2197).
+        ca_file: An extra trust anchor (PEM) besides the system store.
+        ssl_context: A ready TLS context to use instead of building one.
+        transport: The network seam; :class:`apnskit.testing.FakeTransport` swaps in a fake.
+        timeout: Connect timeout, per-notification deadline, PING health checks.
+        limits: Connections in the pool and notifications in flight.
+        retry: How often and how late notifications are retried.
+        event_hook: Called with each client event (sent, result, retry, connection opened,
+            closed or failed), e.g. for metrics.
+    """
+
+    def __init__(
+        self,
+        credentials: Any,
+        *,
+        environment: str | Environment | None = None,
+        host: str | None = None,
+        port: int | None = None,
+        ca_file: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        transport: Any = None,
+        timeout: Timeout = DEFAULT_TIMEOUT,
+        limits: Limits = DEFAULT_LIMITS,
+        retry: RetryPolicy = DEFAULT_RETRY_POLICY,
+        event_hook: EventHook | None = None,
+    ) -> None:
+        setup = settle(
+            credentials,
+            environment=environment,
+            host=host,
+            port=port,
+            ca_file=ca_file,
+            ssl_context=ssl_context,
+            timeout=timeout,
+            limits=limits,
+            retry=retry,
+        )
+        if transport is None:
+            transport = AnyioTransport()
+        if not callable(getattr(transport, "connect_async", None)):
+            raise ConfigurationError(
+                "transport: AsyncPushClient needs an async transport (connect_async())"
+            )
+        self._setup = setup
+        self._transport = transport
+        self._driving = False
+        self._closed = False
+        self._clock: Callable[[], float] = time.monotonic
+        # anyio events need a running event loop, so they are made on first use.
+        self._changed: anyio.Event | None = None
+        self._wake: anyio.Event | None = None
+        self._task_group: anyio.abc.TaskGroup | None = None
+        self._dispatcher = Dispatcher(
+            authority=setup.authority,
+            credentials=credentials,
+            limits=setup.limits,
+            retry=setup.retry,
+            timeout=setup.timeout,
+            random=random.random,
+            on_done=_on_done,
+            event_hook=event_hook,
+            hold_until_success=setup.token_auth,
+            host=setup.host,
+            port=setup.port,
+        )
+
+    def __repr__(self) -> str:
+        s = self._setup
+        return f"<AsyncPushClient {s.environment.value} {s.host}:{s.port}>"
+
+    @property
+    def environment(self) -> Environment:
+        """The APNs environment this client sends to."""
+        return self._setup.environment
+
+    # ------------------------------------------------------------------ public API
+
+    async def send(self, notification: Any) -> PushResult:
+        """Send one notification and wait for its result.
+
+        Rejections are returned, not raised; call ``result.raise_for_status()`` to raise.
+
+        Raises:
+            ClientClosedError: The client was closed.
+        """
+        self._check_open()
+        ticket = self._dispatcher.submit(notification, self._clock())
+        self._kick()
+        await self._wait(lambda: ticket.done)
+        assert ticket.result is not None
+        return ticket.result
+
+    async def send_many(
+        self, notifications: Iterable[Any] | AsyncIterable[Any]
+    ) -> AsyncIterator[PushResult]:
+        """Send many notifications, pipelined, yielding each result as it completes.
+
+        ``notifications`` may be any iterable or async iterable, a generator of millions
+        included: it is read only as fast as in-flight room frees up
+        (``Limits.max_in_flight``), so memory stays flat. Every notification yields exactly
+        one result; order follows completion.
+        """
+        self._check_open()
+        if isinstance(notifications, AsyncIterable):
+            async_source: AsyncIterator[Any] | None = notifications.__aiter__()
+            sync_source = None
+        else:
+            async_source = None
+            sync_source = iter(notifications)
+        exhausted = [False]  # a cell, so the wait predicate sees updates
+        finished: deque[Ticket] = deque()
+        mine = 0
+        limit = self._setup.limits.max_in_flight
+        batch = max(1, min(1000, limit))
+        dispatcher = self._dispatcher
+        while True:
+            if not exhausted[0]:
+                room = min(limit - dispatcher.outstanding, batch)
+                pulled: list[Any] = []
+                while len(pulled) < room:
+                    try:
+                        if sync_source is not None:
+                            pulled.append(next(sync_source))
+                        else:
+                            assert async_source is not None
+                            pulled.append(await async_source.__anext__())
+                    except (StopIteration, StopAsyncIteration):
+                        exhausted[0] = True
+                        break
+                if pulled:
+                    self._check_open()
+                    now = self._clock()
+                    for item in pulled:
+                        ticket = dispatcher.submit(item, now)
+                        if ticket.done:
+                            finished.append(ticket)
+                        else:
+                            ticket.waiter = finished
+                    mine += len(pulled)
+                    self._kick()
+            while finished:
+                ticket = finished.popleft()
+                mine -= 1
+                assert ticket.result is not None
+                yield ticket.result
+            if exhausted[0] and mine == 0:
+                return
+            await self._wait(
+                lambda: (
+                    bool(finished)
+                    or (not exhausted[0] and dispatcher.outstanding < limit - batch // 2)
+                )
+            )
+
+    async def close(self) -> None:
+        """Close every connection (GOAWAY) and fail what is still in flight.
+
+        Safe to call more than once.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        conns = self._dispatcher.close_all(ClientClosedError("the client was closed"))
+        if self._task_group is not None:
+            self._task_group.cancel_scope.cancel()
+        self._notify()
+        with anyio.CancelScope(shield=True):
+            for conn in conns:
+                stream = conn.stream
+                if stream is None:
+                    continue
+                try:
+                    data = conn.core.data_to_send()
+                    if data:
+                        with anyio.move_on_after(1.0):
+                            await stream.write(data)
+                except ApnsError:
+                    pass
+                await stream.aclose()
+
+    async def __aenter__(self) -> AsyncPushClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # ------------------------------------------------------------------ driving
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClientClosedError("the client was closed")
+
+    def _kick(self) -> None:
+        if self._wake is not None:
+            self._wake.set()
+
+    def _notify(self) -> None:
+        if self._changed is not None:
+            self._changed.set()
+            self._changed = None
+
+    async def _wait(self, done: Callable[[], bool]) -> None:
+        """Wait until ``done()``; drive the I/O while nobody else does."""
+        while True:
+            if done() or self._closed:
+                return
+            if not self._driving:
+                self._driving = True
+                try:
+                    await self._drive(done)
+                finally:
+                    self._driving = False
+                    self._notify()
+                continue
+            if self._changed is None:
+                self._changed = anyio.Event()
+            await self._changed.wait()
+
+    async def _drive(self, done: Callable[[], bool]) -> None:
+        dispatcher = self._dispatcher
+        clock = self._clock
+        async with anyio.create_task_group() as task_group:
+            self._task_group = task_group
+            try:
+                for conn in dispatcher.connections:
+                    if conn.stream is not None and conn.state != PooledConnection.CLOSED:
+                        task_group.start_soon(self._reader, conn)
+                while not self._closed:
+                    self._wake = anyio.Event()
+                    now = clock()
+                    dispatcher.tick(now)
+                    self._notify()
+                    if done():
+                        break
+                    for conn in dispatcher.connections_to_open(now):
+                        task_group.start_soon(self._open, conn, task_group)
+                    for conn in list(dispatcher.closing_connections()):
+                        await self._release(conn)
+                    for conn in list(dispatcher.connections):
+                        if conn.stream is None or conn.state == PooledConnection.CLOSED:
+                            continue
+                        data = conn.core.data_to_send()
+                        if data:
+                            try:
+                                await conn.stream.write(data)
+                            except ApnsError as error:
+                                dispatcher.connection_lost(conn, error, clock())
+                    if done():
+                        break
+                    if self._wake.is_set():
+                        continue
+                    wakeup = dispatcher.next_wakeup()
+                    timeout = None if wakeup is None else max(0.0, wakeup - clock())
+                    if not any(c.stream is not None for c in dispatcher.connections):
+                        # Waiting for a connect (or its backoff) to finish.
+                        timeout = 0.05 if timeout is None else min(timeout, 0.05)
+                    with anyio.move_on_after(timeout):
+                        await self._wake.wait()
+            finally:
+                self._task_group = None
+                task_group.cancel_scope.cancel()
+
+    async def _reader(self, conn: PooledConnection) -> None:
+        stream = conn.stream
+        dispatcher = self._dispatcher
+        while conn.stream is stream and conn.state != PooledConnection.CLOSED:
+            try:
+                data = await stream.read()
+            except ApnsError as error:
+                dispatcher.connection_lost(conn, error, self._clock())
+                data = None
+            else:
+                if data:
+                    dispatcher.receive(conn, data, self._clock())
+                else:
+                    dispatcher.connection_lost(
+                        conn, ConnectionLostError("APNs closed the TCP connection"), self._clock()
+                    )
+            self._notify()
+            self._kick()
+            if not data:
+                return
+
+    async def _open(self, conn: PooledConnection, task_group: anyio.abc.TaskGroup) -> None:
+        setup = self._setup
+        try:
+            stream = await self._transport.connect_async(
+                setup.host,
+                setup.port,
+                ssl_context=setup.ssl_context,
+                server_hostname=setup.host,
+                timeout=setup.timeout.connect,
+            )
+        except ApnsError as error:
+            self._dispatcher.connect_failed(conn, error, self._clock())
+            self._notify()
+            self._kick()
+            return
+        except anyio.get_cancelled_exc_class():
+            # The driver stepped down mid-connect: give the slot back; the next driver
+            # asks for a connection again.
+            self._dispatcher.connect_abandoned(conn)
+            raise
+        if self._closed:
+            await stream.aclose()
+            return
+        conn.stream = stream
+        self._dispatcher.connection_established(conn, self._clock())
+        task_group.start_soon(self._reader, conn)
+        self._kick()
+
+    async def _release(self, conn: PooledConnection) -> None:
+        stream = conn.stream
+        if stream is None:
+            return
+        self._dispatcher.forget(conn)
+        try:
+            data = conn.core.data_to_send()
+            if data:
+                with anyio.move_on_after(1.0):
+                    await stream.write(data)  # our GOAWAY, best effort
+        except ApnsError:
+            pass
+        await stream.aclose()
+
+
+def _on_done(ticket: Ticket) -> None:
+    # send_many() collects its own tickets in a deque it hands over as the waiter; send()
+    # just checks ticket.done after each wake-up.
+    waiter = ticket.waiter
+    if waiter is not None:
+        waiter.append(ticket)

@@ -1,0 +1,382 @@
+"""PushClient: the blocking client, thread-safe, pipelining on its sockets without threads.
+
+How it waits: whichever calling thread finds nobody doing I/O becomes the *driver*. It
+multiplexes every pooled connection with one poller, feeds what it reads to the shared
+:class:`~apnskit._core.dispatch.Dispatcher` and wakes the threads whose notifications ended.
+When its own notification is done it hands the role over. Other threads only queue their
+notifications and wake the driver, so no socket is ever touched by two threads at once (an
+``ssl.SSLSocket`` must not be).
+"""
+
+from __future__ import annotations
+
+import random
+import ssl
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from types import TracebackType
+from typing import Any
+
+from apnskit._client_common import EventHook, settle
+from apnskit._config import (
+    DEFAULT_LIMITS,
+    DEFAULT_RETRY_POLICY,
+    DEFAULT_TIMEOUT,
+    Environment,
+    Limits,
+    RetryPolicy,
+    Timeout,
+)
+from apnskit._core.dispatch import Dispatcher, PooledConnection, Ticket
+from apnskit._errors import ApnsError, ClientClosedError, ConfigurationError, ConnectionLostError
+from apnskit._results import PushResult
+from apnskit._transports import SyncPoller, SyncStream
+from apnskit._transports._socket import SocketTransport
+
+__all__ = ["PushClient"]
+
+
+class PushClient:
+    """Send notifications to APNs from blocking code (scripts, Django, Flask, threads).
+
+    Example:
+        ```python
+        with apnskit.PushClient(credentials, environment="sandbox") as client:
+            result = client.send(notification)
+        ```
+
+    Args:
+        credentials: :class:`apnskit.TokenCredentials` or :class:`apnskit.CertificateCredentials`.
+        environment: ``"production"`` or ``"sandbox"``. Required with token credentials
+            unless ``host`` is given; picked from a certificate when omitted.
+        host: Override the APNs host (a proxy, or the mock server).
+        port: Override the port (default 443; APNs also listens on 2197).
+        ca_file: An extra trust anchor (PEM) besides the system store.
+        ssl_context: A ready TLS context to use instead of building one.
+        transport: The network seam; :class:`apnskit.testing.FakeTransport` swaps in a fake.
+        timeout: Connect timeout, per-notification deadline, PING health checks.
+        limits: Connections in the pool and notifications in flight.
+        retry: How often and how late notifications are retried.
+        event_hook: Called with each client event (sent, result, retry, connection opened,
+            closed or failed), e.g. for metrics.
+    """
+
+    def __init__(
+        self,
+        credentials: Any,
+        *,
+        environment: str | Environment | None = None,
+        host: str | None = None,
+        port: int | None = None,
+        ca_file: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        transport: Any = None,
+        timeout: Timeout = DEFAULT_TIMEOUT,
+        limits: Limits = DEFAULT_LIMITS,
+        retry: RetryPolicy = DEFAULT_RETRY_POLICY,
+        event_hook: EventHook | None = None,
+    ) -> None:
+        setup = settle(
+            credentials,
+            environment=environment,
+            host=host,
+            port=port,
+            ca_file=ca_file,
+            ssl_context=ssl_context,
+            timeout=timeout,
+            limits=limits,
+            retry=retry,
+        )
+        if transport is None:
+            transport = SocketTransport()
+        if not callable(getattr(transport, "connect", None)) or not callable(
+            getattr(transport, "poller", None)
+        ):
+            raise ConfigurationError(
+                "transport: PushClient needs a sync transport (connect() and poller())"
+            )
+        self._setup = setup
+        self._transport = transport
+        self._poller: SyncPoller = transport.poller()
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._driving = False
+        self._closed = False
+        self._clock: Callable[[], float] = time.monotonic
+        self._streams: dict[int, PooledConnection] = {}
+        self._dispatcher = Dispatcher(
+            authority=setup.authority,
+            credentials=credentials,
+            limits=setup.limits,
+            retry=setup.retry,
+            timeout=setup.timeout,
+            random=random.random,
+            on_done=_on_done,
+            event_hook=event_hook,
+            hold_until_success=setup.token_auth,
+            host=setup.host,
+            port=setup.port,
+        )
+
+    def __repr__(self) -> str:
+        s = self._setup
+        return f"<PushClient {s.environment.value} {s.host}:{s.port}>"
+
+    @property
+    def environment(self) -> Environment:
+        """The APNs environment this client sends to."""
+        return self._setup.environment
+
+    # ------------------------------------------------------------------ public API
+
+    def send(self, notification: Any) -> PushResult:
+        """Send one notification and wait for its result.
+
+        Rejections are returned, not raised; call ``result.raise_for_status()`` to raise.
+
+        Raises:
+            ClientClosedError: The client was closed.
+        """
+        with self._cond:
+            self._check_open()
+            ticket = self._dispatcher.submit(notification, self._clock())
+        self._poller.wake()
+        self._wait(lambda: ticket.done)
+        assert ticket.result is not None
+        return ticket.result
+
+    def send_many(self, notifications: Iterable[Any]) -> Iterator[PushResult]:
+        """Send many notifications, pipelined, yielding each result as it completes.
+
+        ``notifications`` may be any iterable, a generator of millions included: it is read
+        only as fast as in-flight room frees up (``Limits.max_in_flight``), so memory stays
+        flat. Every notification yields exactly one result; order follows completion.
+        """
+        with self._cond:
+            self._check_open()
+        source = iter(notifications)
+        exhausted = [False]  # a cell, so the wait predicate sees updates
+        finished: deque[Ticket] = deque()
+        mine = 0
+        limit = self._setup.limits.max_in_flight
+        batch = max(1, min(1000, limit))
+        while True:
+            if not exhausted[0]:
+                with self._cond:
+                    room = limit - self._dispatcher.outstanding
+                pulled: list[Any] = []
+                while len(pulled) < min(room, batch):
+                    try:
+                        pulled.append(next(source))
+                    except StopIteration:
+                        exhausted[0] = True
+                        break
+                if pulled:
+                    with self._cond:
+                        self._check_open()
+                        now = self._clock()
+                        submit = self._dispatcher.submit
+                        for item in pulled:
+                            ticket = submit(item, now)
+                            if ticket.done:
+                                finished.append(ticket)
+                            else:
+                                ticket.waiter = finished
+                        mine += len(pulled)
+                    self._poller.wake()
+            while finished:
+                ticket = finished.popleft()
+                mine -= 1
+                assert ticket.result is not None
+                yield ticket.result
+            if exhausted[0] and mine == 0:
+                return
+            # Wait until something of ours ends, or there is room to pull more.
+            self._wait(
+                lambda: (
+                    bool(finished)
+                    or (not exhausted[0] and self._dispatcher.outstanding < limit - batch // 2)
+                )
+            )
+
+    def close(self) -> None:
+        """Close every connection (GOAWAY) and fail what is still in flight.
+
+        Safe to call more than once.
+        """
+        with self._cond:
+            if self._closed:
+                return
+            self._closed = True
+            conns = self._dispatcher.close_all(ClientClosedError("the client was closed"))
+            self._cond.notify_all()
+        for conn in conns:
+            stream = conn.stream
+            if stream is not None:
+                try:
+                    data = conn.core.data_to_send()
+                    if data:
+                        stream.write(data)
+                except ApnsError:
+                    pass
+                self._poller.unregister(stream)
+                stream.close()
+        self._poller.wake()
+        self._poller.close()
+
+    def __enter__(self) -> PushClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ driving
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClientClosedError("the client was closed")
+
+    def _wait(self, done: Callable[[], bool]) -> None:
+        """Block until ``done()``; drive the I/O while nobody else does."""
+        while True:
+            with self._cond:
+                while True:
+                    if done() or self._closed:
+                        return
+                    if not self._driving:
+                        self._driving = True
+                        break
+                    self._cond.wait()
+            try:
+                self._drive(done)
+            finally:
+                with self._cond:
+                    self._driving = False
+                    self._cond.notify_all()
+
+    def _drive(self, done: Callable[[], bool]) -> None:
+        dispatcher = self._dispatcher
+        clock = self._clock
+        while True:
+            with self._cond:
+                if self._closed:
+                    return
+                now = clock()
+                dispatcher.tick(now)
+                self._cond.notify_all()
+                if done():
+                    return
+                to_open = dispatcher.connections_to_open(now)
+                writes: list[tuple[PooledConnection, bytes]] = []
+                for conn in dispatcher.connections:
+                    if conn.stream is not None and conn.state != PooledConnection.CLOSED:
+                        data = conn.core.data_to_send()
+                        if data:
+                            writes.append((conn, data))
+                closing = list(dispatcher.closing_connections())
+                wakeup = dispatcher.next_wakeup()
+            for conn in closing:
+                self._release(conn)
+            for conn in to_open:
+                self._open(conn)
+            for conn, data in writes:
+                try:
+                    conn.stream.write(data)
+                except ApnsError as error:
+                    with self._cond:
+                        dispatcher.connection_lost(conn, error, clock())
+            if to_open or closing:
+                continue
+            timeout = None if wakeup is None else max(0.0, wakeup - clock())
+            if not self._streams and timeout is None:
+                # Nothing to read and nothing scheduled: the waiting tickets need a connection
+                # that connections_to_open() will grant on the next pass.
+                timeout = 0.05
+            ready = self._poller.wait(timeout)
+            for stream in ready:
+                self._read(stream)
+
+    def _read(self, stream: SyncStream) -> None:
+        conn = self._streams.get(id(stream))
+        if conn is None:
+            return
+        chunks: list[bytes] = []
+        eof = False
+        error: ApnsError | None = None
+        try:
+            while True:
+                data = stream.read()
+                if data is None:
+                    break
+                if not data:
+                    eof = True
+                    break
+                chunks.append(data)
+                if len(chunks) >= 16:
+                    break
+        except ApnsError as exc:
+            error = exc
+        with self._cond:
+            now = self._clock()
+            if chunks:
+                self._dispatcher.receive(conn, b"".join(chunks), now)
+            if error is not None or eof:
+                self._dispatcher.connection_lost(
+                    conn, error or ConnectionLostError("APNs closed the TCP connection"), now
+                )
+            self._cond.notify_all()
+
+    def _open(self, conn: PooledConnection) -> None:
+        setup = self._setup
+        try:
+            stream = self._transport.connect(
+                setup.host,
+                setup.port,
+                ssl_context=setup.ssl_context,
+                server_hostname=setup.host,
+                timeout=setup.timeout.connect,
+            )
+        except ApnsError as error:
+            with self._cond:
+                self._dispatcher.connect_failed(conn, error, self._clock())
+                self._cond.notify_all()
+            return
+        with self._cond:
+            if self._closed:
+                stream.close()
+                return
+            conn.stream = stream
+            self._streams[id(stream)] = conn
+            self._poller.register(stream)
+            self._dispatcher.connection_established(conn, self._clock())
+
+    def _release(self, conn: PooledConnection) -> None:
+        stream = conn.stream
+        if stream is None:
+            return
+        try:
+            data = conn.core.data_to_send()
+            if data:
+                stream.write(data)  # our GOAWAY, best effort
+        except ApnsError:
+            pass
+        self._poller.unregister(stream)
+        stream.close()
+        with self._cond:
+            self._streams.pop(id(stream), None)
+            self._dispatcher.forget(conn)
+
+
+def _on_done(ticket: Ticket) -> None:
+    # Called under the client lock by the dispatcher. send_many() collects its own tickets
+    # in a deque it hands over as the waiter; send() just checks ticket.done.
+    waiter = ticket.waiter
+    if waiter is not None:
+        waiter.append(ticket)

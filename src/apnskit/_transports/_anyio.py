@@ -1,0 +1,81 @@
+"""The async transport: anyio TCP + TLS, so the async client runs on asyncio and on trio."""
+
+from __future__ import annotations
+
+import contextlib
+import ssl
+
+import anyio
+from anyio.abc import ByteStream
+from anyio.streams.tls import TLSAttribute
+
+from apnskit._errors import ConnectError, ConnectionLostError, ConnectTimeoutError
+from apnskit._transports._socket import map_connect_error
+
+__all__ = ["AnyioStream", "AnyioTransport"]
+
+_READ_SIZE = 256 * 1024
+
+
+class AnyioStream:
+    """An anyio byte stream with errors mapped to apnskit's."""
+
+    def __init__(self, stream: ByteStream) -> None:
+        self._stream = stream
+
+    async def write(self, data: bytes) -> None:
+        """Write everything."""
+        try:
+            await self._stream.send(data)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError, ssl.SSLError) as e:
+            raise ConnectionLostError(f"writing to APNs failed: {e!r}") from e
+
+    async def read(self) -> bytes:
+        """Wait for data; ``b""`` at EOF."""
+        try:
+            return await self._stream.receive(_READ_SIZE)
+        except anyio.EndOfStream:
+            return b""
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError, ssl.SSLError) as e:
+            raise ConnectionLostError(f"reading from APNs failed: {e!r}") from e
+
+    async def aclose(self) -> None:
+        """Close without raising (and without waiting long for a TLS close_notify)."""
+        with anyio.move_on_after(1.0, shield=True), contextlib.suppress(Exception):
+            await self._stream.aclose()
+
+
+class AnyioTransport:
+    """The default async transport."""
+
+    async def connect_async(
+        self,
+        host: str,
+        port: int,
+        *,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str,
+        timeout: float | None,
+    ) -> AnyioStream:
+        """Connect and handshake; raises :class:`apnskit.ConnectError` on any failure."""
+        try:
+            with anyio.fail_after(timeout):
+                stream = await anyio.connect_tcp(
+                    host,
+                    port,
+                    ssl_context=ssl_context,
+                    tls_hostname=server_hostname,
+                    # APNs does not need close_notify; skipping it keeps close() quick.
+                    tls_standard_compatible=False,
+                )
+        except TimeoutError as error:
+            raise ConnectTimeoutError(f"connecting to {host}:{port} timed out") from error
+        except Exception as error:
+            raise map_connect_error(host, port, error) from error
+        if stream.extra(TLSAttribute.alpn_protocol, None) != "h2":
+            with contextlib.suppress(Exception):
+                await stream.aclose()
+            raise ConnectError(
+                f"{host}:{port} did not agree to HTTP/2 (ALPN h2); is it an APNs server?"
+            )
+        return AnyioStream(stream)

@@ -1,0 +1,187 @@
+"""The sync transport: ``socket`` + ``ssl``, non-blocking reads multiplexed with ``selectors``."""
+
+from __future__ import annotations
+
+import contextlib
+import selectors
+import socket
+import ssl
+import threading
+
+from apnskit._errors import ConnectError, ConnectionLostError, ConnectTimeoutError
+
+__all__ = ["SocketPoller", "SocketStream", "SocketTransport", "map_connect_error"]
+
+_READ_SIZE = 256 * 1024
+
+
+def map_connect_error(host: str, port: int, error: BaseException) -> ConnectError:
+    """Turn a native connect/handshake error into apnskit's, with a hint at the cause."""
+    where = f"{host}:{port}"
+    if isinstance(error, ConnectError):
+        return error
+    if isinstance(error, (socket.timeout, TimeoutError)):
+        return ConnectTimeoutError(f"connecting to {where} timed out")
+    if isinstance(error, socket.gaierror):
+        return ConnectError(f"cannot resolve {host!r} (DNS): {error.strerror or error}")
+    if isinstance(error, ssl.SSLCertVerificationError):
+        return ConnectError(
+            f"TLS certificate of {where} did not verify: {error.verify_message or error}. "
+            "Pass ca_file= to trust a private CA (a proxy or the mock server)."
+        )
+    if isinstance(error, ssl.SSLError):
+        return ConnectError(f"TLS handshake with {where} failed: {error.reason or error}")
+    if isinstance(error, ConnectionRefusedError):
+        return ConnectError(f"connection to {where} refused")
+    if isinstance(error, OSError):
+        return ConnectError(f"cannot connect to {where}: {error.strerror or error}")
+    return ConnectError(f"cannot connect to {where}: {error}")
+
+
+class SocketStream:
+    """A TLS socket, non-blocking after the handshake."""
+
+    def __init__(self, sock: ssl.SSLSocket, write_timeout: float | None) -> None:
+        self.sock = sock
+        self._write_timeout = write_timeout
+        self._closed = False
+
+    def fileno(self) -> int:
+        """The socket's file descriptor."""
+        return self.sock.fileno()
+
+    def pending(self) -> bool:
+        """True when TLS has decrypted bytes buffered that select() cannot see."""
+        return not self._closed and self.sock.pending() > 0
+
+    def write(self, data: bytes) -> None:
+        """Write everything, waiting for the socket to drain when it is full."""
+        view = memoryview(data)
+        sock = self.sock
+        try:
+            while view:
+                try:
+                    sent = sock.send(view)
+                except (ssl.SSLWantWriteError, BlockingIOError):
+                    self._wait(selectors.EVENT_WRITE)
+                    continue
+                except ssl.SSLWantReadError:
+                    self._wait(selectors.EVENT_READ)
+                    continue
+                view = view[sent:]
+        except (OSError, ValueError) as error:
+            raise ConnectionLostError(f"writing to APNs failed: {error}") from error
+
+    def _wait(self, events: int) -> None:
+        with selectors.DefaultSelector() as selector:
+            selector.register(self.sock, events)
+            if not selector.select(self._write_timeout):
+                raise ConnectionLostError("timed out writing to APNs (the server stopped reading)")
+
+    def read(self) -> bytes | None:
+        """What is readable now: ``None`` for nothing, ``b""`` at EOF."""
+        try:
+            return self.sock.recv(_READ_SIZE)
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
+            return None
+        except ssl.SSLZeroReturnError:
+            return b""
+        except (OSError, ValueError) as error:
+            raise ConnectionLostError(f"reading from APNs failed: {error}") from error
+
+    def close(self) -> None:
+        """Close without raising."""
+        if self._closed:
+            return
+        self._closed = True
+        with contextlib.suppress(OSError):
+            self.sock.close()
+
+
+class SocketPoller:
+    """``selectors`` over the streams, with a socketpair to wake it from other threads."""
+
+    def __init__(self) -> None:
+        self._selector = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._selector.register(self._wake_r, selectors.EVENT_READ, None)
+        self._streams: list[SocketStream] = []
+        self._lock = threading.Lock()
+
+    def register(self, stream: SocketStream) -> None:
+        """Watch ``stream`` for readability."""
+        self._selector.register(stream.sock, selectors.EVENT_READ, stream)
+        self._streams.append(stream)
+
+    def unregister(self, stream: SocketStream) -> None:
+        """Stop watching ``stream``."""
+        with contextlib.suppress(KeyError, ValueError, OSError):
+            self._selector.unregister(stream.sock)
+        with contextlib.suppress(ValueError):
+            self._streams.remove(stream)
+
+    def wait(self, timeout: float | None) -> list[SocketStream]:
+        """Streams that may be readable (TLS-buffered ones first, without waiting)."""
+        buffered = [s for s in self._streams if s.pending()]
+        if buffered:
+            return buffered
+        ready: list[SocketStream] = []
+        for key, _ in self._selector.select(timeout):
+            if key.data is None:
+                with contextlib.suppress(OSError):
+                    while self._wake_r.recv(4096):
+                        pass
+            else:
+                ready.append(key.data)
+        return ready
+
+    def wake(self) -> None:
+        """Interrupt :meth:`wait` (thread-safe)."""
+        with contextlib.suppress(OSError):
+            self._wake_w.send(b"\0")
+
+    def close(self) -> None:
+        """Release the selector and wake-up sockets."""
+        with contextlib.suppress(OSError):
+            self._selector.close()
+        for sock in (self._wake_r, self._wake_w):
+            with contextlib.suppress(OSError):
+                sock.close()
+
+
+class SocketTransport:
+    """The default sync transport: TCP with ``TCP_NODELAY``, TLS 1.2+, ALPN ``h2``."""
+
+    def connect(
+        self,
+        host: str,
+        port: int,
+        *,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str,
+        timeout: float | None,
+    ) -> SocketStream:
+        """Connect and handshake; raises :class:`apnskit.ConnectError` on any failure."""
+        raw: socket.socket | None = None
+        try:
+            raw = socket.create_connection((host, port), timeout=timeout)
+            # Small frames must not wait for Nagle: APNs answers each request separately.
+            raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock = ssl_context.wrap_socket(raw, server_hostname=server_hostname)
+        except Exception as error:
+            if raw is not None:
+                raw.close()
+            raise map_connect_error(host, port, error) from error
+        if sock.selected_alpn_protocol() != "h2":
+            sock.close()
+            raise ConnectError(
+                f"{host}:{port} did not agree to HTTP/2 (ALPN h2); is it an APNs server?"
+            )
+        sock.setblocking(False)
+        return SocketStream(sock, write_timeout=timeout or 30.0)
+
+    def poller(self) -> SocketPoller:
+        """A new :class:`SocketPoller`."""
+        return SocketPoller()
