@@ -1,0 +1,240 @@
+"""Fault injection and connection behaviour, over real TLS + HTTP/2."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from apns_h2client import H2TestClient, Response
+from conftest import bearer
+
+from apnskit.testing import MockApnsServer
+
+
+def _request(client: H2TestClient) -> tuple[list[tuple[str, str]], bytes]:
+    return client.headers_for(), b'{"aps":{"alert":"hi"}}'
+
+
+@pytest.mark.parametrize(
+    ("status", "reason", "expected"),
+    [
+        (503, None, "ServiceUnavailable"),
+        (500, None, "InternalServerError"),
+        (429, None, "TooManyRequests"),
+        (503, "Shutdown", "Shutdown"),
+    ],
+)
+def test_fail_next(server: MockApnsServer, client: H2TestClient, status, reason, expected) -> None:
+    server.faults.fail_next(2, status=status, reason=reason)
+    first, second, third = (client.push() for _ in range(3))
+    assert (first.status, first.reason) == (status, expected)
+    assert (second.status, second.reason) == (status, expected)
+    assert third.status == 200
+    assert [r.status for r in server.received] == [status, status, 200]
+    assert server.received[0].payload == {"aps": {"alert": "hi"}}
+    assert not server.faults.pending
+
+
+def test_fail_next_applies_even_to_invalid_requests(server: MockApnsServer, client: H2TestClient) -> None:
+    server.faults.fail_next(1)
+    assert client.push(token="zz").status == 503
+    assert client.push(token="zz").reason == "BadDeviceToken"
+
+
+def test_fail_next_rejects_other_statuses(server: MockApnsServer) -> None:
+    with pytest.raises(ValueError, match="429, 500 or 503"):
+        server.faults.fail_next(1, status=404)
+    with pytest.raises(ValueError, match="n"):
+        server.faults.fail_next(-1)
+    with pytest.raises(ValueError, match="seconds"):
+        server.faults.delay_next(1, -0.5)
+    with pytest.raises(ValueError, match="max_concurrent_streams"):
+        server.faults.set_max_concurrent_streams(0)
+
+
+def test_expire_token_next_and_renewal(server: MockApnsServer, client: H2TestClient) -> None:
+    assert client.push().status == 200
+    server.faults.expire_token_next(1)
+    response = client.push()
+    assert (response.status, response.reason) == (403, "ExpiredProviderToken")
+    # The client renews its token at once: not counted as too many updates.
+    assert client.push(authorization=bearer(int(server.now()))).status == 200
+
+
+def test_refuse_next_resets_with_refused_stream(server: MockApnsServer, client: H2TestClient) -> None:
+    server.faults.refuse_next(1)
+    refused = client.push()
+    assert refused.reset_code == 7
+    assert refused.status is None
+    assert client.push().status == 200
+    assert server.received[0].outcome == "reset"
+    assert server.received[0].status is None
+
+
+def test_goaway_after_n(server: MockApnsServer, client: H2TestClient) -> None:
+    assert client.push().status == 200  # lifts the stream limit
+    client.read_until(lambda: client.max_streams > 1, 2)
+    server.faults.goaway_after(2)
+    responses = client.send_many([_request(client)] * 5)
+    statuses = [r.status for r in responses]
+    assert statuses[:2] == [200, 200]
+    assert client.goaway is not None
+    assert client.goaway.error_code == 0
+    # The stream that met the GOAWAY and later ones were not processed: safe to retry.
+    assert client.goaway.last_stream_id == responses[1].stream_id
+    assert json.loads(client.goaway.additional_data) == {"reason": "Shutdown"}
+    assert all(r.status is None for r in responses[2:])
+    client.read_until(lambda: False, 3)  # the server closes after its linger time
+    assert client.closed
+    assert [r.outcome for r in server.received] == ["reply", "reply", "reply", "goaway"]
+
+
+def test_goaway_with_chosen_fields(server: MockApnsServer, client: H2TestClient) -> None:
+    server.faults.goaway_after(0, last_stream_id=0, error_code=2, reason="InternalServerError")
+    response = client.push()
+    assert response.status is None
+    assert client.goaway is not None
+    assert (client.goaway.last_stream_id, client.goaway.error_code) == (0, 2)
+    assert json.loads(client.goaway.additional_data) == {"reason": "InternalServerError"}
+
+
+def test_goaway_only_affects_its_connection(server: MockApnsServer, connect) -> None:
+    first = connect()
+    server.faults.goaway_after(0)
+    first.push()
+    assert first.goaway is not None
+    second = connect()
+    assert second.push().status == 200
+
+
+def test_drop_after_n_closes_with_requests_in_flight(server: MockApnsServer, client: H2TestClient) -> None:
+    assert client.push().status == 200
+    client.read_until(lambda: client.max_streams > 1, 2)
+    server.faults.drop_after(1)
+    responses = client.send_many([_request(client)] * 4)
+    assert responses[0].status == 200
+    assert all(r.status is None for r in responses[1:])
+    assert client.closed
+    assert client.goaway is None
+    assert server.received[2].outcome == "drop"
+
+
+def test_delay_next(server: MockApnsServer, client: H2TestClient) -> None:
+    assert client.push().status == 200
+    client.read_until(lambda: client.max_streams > 1, 2)
+    server.faults.delay_next(1, 0.3)
+    start = time.monotonic()
+    slow = client.send(*_request(client))
+    fast = client.send(*_request(client))
+    [fast_response] = client.wait([fast])
+    assert fast_response.status == 200
+    assert not client.responses[slow].done
+    [slow_response] = client.wait([slow])
+    assert slow_response.status == 200
+    assert time.monotonic() - start >= 0.3
+    assert server.received[1].outcome == "delayed"
+
+
+def test_delay_applies_to_rejections_too(server: MockApnsServer, client: H2TestClient) -> None:
+    server.faults.delay_next(1, 0.1)
+    server.faults.fail_next(1, status=500)
+    start = time.monotonic()
+    response = client.push()
+    assert response.status == 500
+    assert time.monotonic() - start >= 0.1
+
+
+def test_never_reply_next(server: MockApnsServer, client: H2TestClient) -> None:
+    assert client.push().status == 200
+    client.read_until(lambda: client.max_streams > 1, 2)
+    server.faults.never_reply_next(1)
+    silent = client.send(*_request(client))
+    answered = client.send(*_request(client))
+    assert client.wait([answered])[0].status == 200
+    with pytest.raises(TimeoutError):
+        client.wait([silent], timeout=0.3)
+    assert server.received[1].outcome == "no_reply"
+    assert server.received[1].payload == {"aps": {"alert": "hi"}}
+
+
+def test_faults_are_taken_in_documented_order(server: MockApnsServer, client: H2TestClient) -> None:
+    server.faults.fail_next(1, status=500)
+    server.faults.refuse_next(1)
+    server.faults.expire_token_next(1)
+    assert server.faults.pending
+    assert client.push().reset_code == 7
+    assert client.push().status == 500
+    assert client.push().reason == "ExpiredProviderToken"
+    assert not server.faults.pending
+
+
+def test_clear_cancels_pending_faults(server: MockApnsServer, client: H2TestClient) -> None:
+    server.faults.fail_next(3)
+    server.faults.drop_after(0)
+    server.faults.clear()
+    assert not server.faults.pending
+    assert client.push().status == 200
+
+
+# -- stream limit -----------------------------------------------------------------------------
+
+
+def test_token_connection_holds_one_stream_until_success(server: MockApnsServer, client: H2TestClient) -> None:
+    assert client.max_streams == 1
+    assert client.push(authorization="bearer bad.token.here").status == 403
+    assert client.max_streams == 1
+    assert client.push().status == 200
+    client.read_until(lambda: client.max_streams > 1, 2)
+    assert client.max_streams == 1000
+
+
+def test_certificate_connection_starts_with_full_limit(connect) -> None:
+    with MockApnsServer(auth="certificate", max_concurrent_streams=50) as srv:
+        cert = srv.issue_client_certificate(["com.example.app"])
+        client = connect(srv, cert=cert)
+        assert client.max_streams == 50
+
+
+def test_set_max_concurrent_streams_on_live_connections(server: MockApnsServer, connect) -> None:
+    client = connect()
+    assert client.push().status == 200
+    client.read_until(lambda: client.max_streams > 1, 2)
+    held = connect()  # still held at one stream: the new limit waits for its first success
+    server.faults.set_max_concurrent_streams(5)
+    assert server.max_concurrent_streams == 5
+    client.read_until(lambda: client.max_streams == 5, 2)
+    assert client.max_streams == 5
+    responses = client.send_many([_request(client)] * 12)
+    assert [r.status for r in responses] == [200] * 12
+    assert held.max_streams == 1
+    assert held.push().status == 200
+    held.read_until(lambda: held.max_streams > 1, 2)
+    assert held.max_streams == 5
+
+
+def test_exceeding_the_stream_limit_is_a_protocol_error(server: MockApnsServer, client: H2TestClient) -> None:
+    # Make the client ignore the limit of one stream (RFC 9113 section 5.1.2).
+    from h2.settings import SettingCodes, Settings
+
+    client.h2.remote_settings = Settings(
+        client=False, initial_values={SettingCodes.MAX_CONCURRENT_STREAMS: 10}
+    )
+    headers, body = _request(client)
+    for stream_id in (1, 3):  # both in one write, so they arrive together
+        client.h2.send_headers(stream_id, headers)
+        client.h2.send_data(stream_id, body, end_stream=True)
+        client.responses[stream_id] = Response(stream_id)
+    client.sock.sendall(client.h2.data_to_send())
+    client.read_until(lambda: client.goaway is not None, 2)
+    assert client.goaway is not None
+    assert client.goaway.error_code == 1  # PROTOCOL_ERROR
+    assert any("TooManyStreams" in e for e in server.errors)
+
+
+def test_pipelined_throughput_smoke(server: MockApnsServer, client: H2TestClient) -> None:
+    assert client.push().status == 200
+    client.read_until(lambda: client.max_streams > 1, 2)
+    responses = client.send_many([_request(client)] * 300)
+    assert {r.status for r in responses} == {200}
+    assert len(server.received) == 301
