@@ -80,7 +80,18 @@ class H2TestClient:
         if cert is not None:
             context.load_cert_chain(*cert)
         raw = socket.create_connection((host, port), timeout=timeout)
-        self.sock = context.wrap_socket(raw, server_hostname=host)
+        try:
+            self.sock = context.wrap_socket(raw, server_hostname=host)
+        except BaseException:
+            raw.close()
+            raise
+        try:
+            self._start(timeout, authorization)
+        except BaseException:
+            self.sock.close()
+            raise
+
+    def _start(self, timeout: float, authorization: str | None) -> None:
         self.timeout = timeout
         self.authorization = authorization
         self.h2 = h2.connection.H2Connection(
@@ -200,7 +211,7 @@ class H2TestClient:
         self.sock.settimeout(remaining)
         try:
             data = self.sock.recv(65536)
-        except socket.timeout:
+        except TimeoutError:
             raise TimeoutError("no answer from the server in time") from None
         except (ConnectionResetError, ssl.SSLError, BrokenPipeError):
             data = b""
