@@ -119,7 +119,11 @@ class HeaderEncoder:
         if new_size == self._max_size:
             return
         self._max_size = new_size
-        self._pending_updates.append(new_size)
+        # Section 4.2: after several changes, signal the smallest, then the final size; an
+        # intermediate value may exceed what the peer allows now.
+        pending = self._pending_updates
+        smallest = min(pending[0], new_size) if pending else new_size
+        self._pending_updates = [smallest] if smallest == new_size else [smallest, new_size]
         self._evict(0)
 
     def _evict(self, room: int) -> None:
@@ -314,9 +318,21 @@ def _decode_string(block: bytes, pos: int) -> tuple[str, int]:
         raise HpackError("HPACK string runs past the end of the header block")
     raw = block[pos:stop]
     if huffman:
-        raw = _decode_huffman(raw)
+        # Most Huffman strings repeat (server, date, content-length, reason headers...);
+        # only the apns-id is new on every response. Remember recent ones.
+        text = _huffman_cache.get(raw)
+        if text is None:
+            text = _decode_huffman(raw).decode("utf-8", "surrogateescape")
+            if len(_huffman_cache) >= _HUFFMAN_CACHE_SIZE:
+                _huffman_cache.clear()
+            _huffman_cache[raw] = text
+        return text, stop
     # Header values are ASCII in APNs; decode leniently so odd bytes never crash.
     return raw.decode("utf-8", "surrogateescape"), stop
+
+
+_HUFFMAN_CACHE_SIZE = 4096
+_huffman_cache: dict[bytes, str] = {}
 
 
 # Huffman decoding (RFC 7541 section 5.2, Appendix B). hpack walks its state machine a nibble

@@ -237,7 +237,8 @@ class ApnsConnection:
     def max_concurrent_streams(self) -> int:
         """The number of streams that may be open at once right now."""
         if self._hold and not self._succeeded:
-            return 1
+            # One stream, but never more than the server allows (it may say 0, section 5.1.2).
+            return 1 if self._peer_max_streams else 0
         return self._peer_max_streams
 
     @property
@@ -803,9 +804,10 @@ class ApnsConnection:
             self._peer_max_frame = value
         elif identifier == SETTINGS_HEADER_TABLE_SIZE:
             self._encoder.set_max_table_size(value)
-        elif identifier == SETTINGS_ENABLE_PUSH and value > 1:
+        elif identifier == SETTINGS_ENABLE_PUSH and value != 0:
+            # Section 6.5.2: a server must not set it to 1, and no other value is valid.
             raise RemoteProtocolError(
-                f"SETTINGS_ENABLE_PUSH {value} is not 0 or 1 (section 6.5.2)",
+                f"server sent SETTINGS_ENABLE_PUSH {value}; only 0 is allowed (section 6.5.2)",
                 ErrorCode.PROTOCOL_ERROR,
             )
         # SETTINGS_MAX_HEADER_LIST_SIZE is advisory; APNs requests are far below any limit.
