@@ -267,3 +267,16 @@ def test_unicode_header_values_round_trip() -> None:
 
 def test_peer_is_fresh() -> None:
     assert Peer().requests == {}
+
+
+def test_many_distinct_huffman_values_decode_correctly() -> None:
+    # More distinct Huffman strings than the decoder remembers: every one still decodes right,
+    # and a repeated one decodes the same the second time.
+    encoder = hpack.Encoder()
+    decoder = HeaderDecoder()
+    for i in range(5000):
+        header_list = [("apns-id", f"{i:08x}-0000-4000-8000-000000000000")]
+        assert decoder.decode(encoder.encode(header_list, huffman=True)) == header_list
+    again = [("apns-id", "00000001-0000-4000-8000-000000000000")]
+    fresh = hpack.Encoder()
+    assert decoder.decode(fresh.encode(again)) == again
