@@ -106,6 +106,8 @@ class H2TestClient:
         # Wait for the server's SETTINGS (its stream limit) before sending anything.
         deadline = time.monotonic() + timeout
         while self.settings_seen == 0:
+            if self.closed:
+                raise ConnectionError("the server closed the connection before its SETTINGS")
             self._read_once(deadline)
 
     @property

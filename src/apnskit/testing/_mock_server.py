@@ -106,6 +106,7 @@ class _Link:
         self.stream = stream
         self.send_lock = anyio.Lock()
         self.wake = anyio.Event()
+        self.error_reported = False
 
     async def flush(self) -> None:
         # Take the bytes under the lock: two tasks flushing must not reorder HTTP/2 frames.
@@ -579,8 +580,6 @@ class MockApnsServer:
                 group.cancel_scope.cancel()
         finally:
             self._links.pop(connection_id, None)
-            if conn.error is not None:
-                self.errors.append(f"connection {connection_id}: {conn.error}")
 
     async def _read_loop(self, link: _Link) -> None:
         conn = link.conn
@@ -594,6 +593,9 @@ class MockApnsServer:
             await link.flush()
             if conn.next_timer() is not None:
                 link.wake.set()
+            if conn.error is not None and not link.error_reported:
+                link.error_reported = True
+                self.errors.append(f"connection {conn.connection_id}: {conn.error}")
 
     async def _run_timers(self, link: _Link, scope: anyio.CancelScope) -> None:
         conn = link.conn

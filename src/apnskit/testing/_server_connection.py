@@ -477,7 +477,9 @@ class ServerConnection:
             # h2 queued a GOAWAY with the right error code; send it, then close.
             self.error = f"{type(exc).__name__}: {exc}"
             self.goaway_sent = True
-            self.should_close = True
+            self._pending.clear()
+            self._delayed.clear()
+            self._closing_at = now + self._goaway_linger
             return
         for event in events:
             if self.goaway_sent or self.should_close:
