@@ -94,7 +94,12 @@ def header_block(authorization: str) -> bytes:
 
 
 def frame(kind: int, flags: int, stream_id: int, payload: bytes) -> bytes:
-    return len(payload).to_bytes(3, "big") + bytes((kind, flags)) + stream_id.to_bytes(4, "big") + payload
+    return (
+        len(payload).to_bytes(3, "big")
+        + bytes((kind, flags))
+        + stream_id.to_bytes(4, "big")
+        + payload
+    )
 
 
 class Connection:
@@ -223,7 +228,8 @@ def main(argv: list[str] | None = None) -> int:
         credentials = TokenCredentials(info["key"], key_id=info["key_id"], team_id=info["team_id"])
         authorization = credentials.authorization()[0]
         conns = [
-            Connection(info["port"], info["ca_file"], authorization) for _ in range(args.connections)
+            Connection(info["port"], info["ca_file"], authorization)
+            for _ in range(args.connections)
         ]
         per_conn = args.notifications // args.connections
         drive(conns[0], 2000, args.in_flight, [])  # warm-up
@@ -244,7 +250,10 @@ def main(argv: list[str] | None = None) -> int:
                 raise SystemExit(f"run {run + 1}: some answers were missing or not 200: {results}")
             rate = per_conn * len(conns) / elapsed
             rates.append(rate)
-            print(f"run {run + 1}: {per_conn * len(conns)} notifications in {elapsed:.2f} s = {rate:,.0f}/s")
+            print(
+                f"run {run + 1}: {per_conn * len(conns)} notifications "
+                f"in {elapsed:.2f} s = {rate:,.0f}/s"
+            )
         print(
             f"median: {statistics.median(rates):,.0f} notifications/s "
             f"({args.connections} connection(s), {args.in_flight} in flight each)"

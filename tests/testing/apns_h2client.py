@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import socket
 import ssl
@@ -34,7 +35,9 @@ def make_jwt(
     alg: str = "ES256",
 ) -> str:
     header = b64url(json.dumps({"alg": alg, "kid": kid}).encode())
-    claims = b64url(json.dumps({"iss": iss, "iat": int(time.time()) if iat is None else iat}).encode())
+    claims = b64url(
+        json.dumps({"iss": iss, "iat": int(time.time()) if iat is None else iat}).encode()
+    )
     der = key.sign(f"{header}.{claims}".encode(), ec.ECDSA(hashes.SHA256()))
     r, s = decode_dss_signature(der)
     return f"{header}.{claims}.{b64url(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
@@ -115,10 +118,8 @@ class H2TestClient:
         return self.h2.remote_settings.max_concurrent_streams
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             self.sock.close()
-        except OSError:
-            pass
 
     def __enter__(self) -> H2TestClient:
         return self
@@ -159,7 +160,9 @@ class H2TestClient:
         self._flush()
         return stream_id
 
-    def push(self, token: str = TOKEN, *, body: bytes = b'{"aps":{"alert":"hi"}}', **kwargs: Any) -> Response:
+    def push(
+        self, token: str = TOKEN, *, body: bytes = b'{"aps":{"alert":"hi"}}', **kwargs: Any
+    ) -> Response:
         stream_id = self.send(self.headers_for(token, **kwargs), body)
         return self.wait([stream_id])[0]
 

@@ -24,7 +24,9 @@ def server() -> Iterator[MockApnsServer]:
         yield srv
 
 
-def bearer(iat: int | None = None, *, key: ec.EllipticCurvePrivateKey = SIGNING_KEY, kid: str = KEY_ID) -> str:
+def bearer(
+    iat: int | None = None, *, key: ec.EllipticCurvePrivateKey = SIGNING_KEY, kid: str = KEY_ID
+) -> str:
     return "bearer " + make_jwt(key, kid, TEAM_ID, iat)
 
 

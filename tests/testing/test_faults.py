@@ -36,7 +36,9 @@ def test_fail_next(server: MockApnsServer, client: H2TestClient, status, reason,
     assert not server.faults.pending
 
 
-def test_fail_next_applies_even_to_invalid_requests(server: MockApnsServer, client: H2TestClient) -> None:
+def test_fail_next_applies_even_to_invalid_requests(
+    server: MockApnsServer, client: H2TestClient
+) -> None:
     server.faults.fail_next(1)
     assert client.push(token="zz").status == 503
     assert client.push(token="zz").reason == "BadDeviceToken"
@@ -62,7 +64,9 @@ def test_expire_token_next_and_renewal(server: MockApnsServer, client: H2TestCli
     assert client.push(authorization=bearer(int(server.now()))).status == 200
 
 
-def test_refuse_next_resets_with_refused_stream(server: MockApnsServer, client: H2TestClient) -> None:
+def test_refuse_next_resets_with_refused_stream(
+    server: MockApnsServer, client: H2TestClient
+) -> None:
     server.faults.refuse_next(1)
     refused = client.push()
     assert refused.reset_code == 7
@@ -108,7 +112,9 @@ def test_goaway_only_affects_its_connection(server: MockApnsServer, connect) -> 
     assert second.push().status == 200
 
 
-def test_drop_after_n_closes_with_requests_in_flight(server: MockApnsServer, client: H2TestClient) -> None:
+def test_drop_after_n_closes_with_requests_in_flight(
+    server: MockApnsServer, client: H2TestClient
+) -> None:
     assert client.push().status == 200
     client.read_until(lambda: client.max_streams > 1, 2)
     server.faults.drop_after(1)
@@ -180,7 +186,9 @@ def test_clear_cancels_pending_faults(server: MockApnsServer, client: H2TestClie
 # -- stream limit -----------------------------------------------------------------------------
 
 
-def test_token_connection_holds_one_stream_until_success(server: MockApnsServer, client: H2TestClient) -> None:
+def test_token_connection_holds_one_stream_until_success(
+    server: MockApnsServer, client: H2TestClient
+) -> None:
     assert client.max_streams == 1
     assert client.push(authorization="bearer bad.token.here").status == 403
     assert client.max_streams == 1
@@ -213,7 +221,9 @@ def test_set_max_concurrent_streams_on_live_connections(server: MockApnsServer, 
     assert held.max_streams == 5
 
 
-def test_exceeding_the_stream_limit_is_a_protocol_error(server: MockApnsServer, client: H2TestClient) -> None:
+def test_exceeding_the_stream_limit_is_a_protocol_error(
+    server: MockApnsServer, client: H2TestClient
+) -> None:
     # Make the client ignore the limit of one stream (RFC 9113 section 5.1.2).
     from h2.settings import SettingCodes, Settings
 

@@ -56,8 +56,10 @@ class Pair:
 
     def of(self, kind, stream_id=None):
         return [
-            e for e in self.events
-            if isinstance(e, kind) and (stream_id is None or getattr(e, "stream_id", None) == stream_id)
+            e
+            for e in self.events
+            if isinstance(e, kind)
+            and (stream_id is None or getattr(e, "stream_id", None) == stream_id)
         ]
 
 
@@ -74,7 +76,9 @@ def test_request_is_assembled_from_several_data_frames() -> None:
 
     pair = Pair(app, connection_id=7)
     body = json.dumps({"aps": {"alert": "x" * 1000}}).encode()
-    stream_id = pair.request(body, headers=[*HEADERS, ("Apns-Priority", "10"), ("apns-priority", "5")], chunks=5)
+    stream_id = pair.request(
+        body, headers=[*HEADERS, ("Apns-Priority", "10"), ("apns-priority", "5")], chunks=5
+    )
     pair.exchange()
     [request] = seen
     assert (request.method, request.path, request.body) == ("POST", "/3/device/abcd", body)
@@ -88,7 +92,7 @@ def test_request_is_assembled_from_several_data_frames() -> None:
         "apns-id": "x",
         "x-long": "v" * 300,
         "content-type": "application/json",
-        "content-length": str(len(b"{\"reason\":\"Unregistered\",\"timestamp\":1234}")),
+        "content-length": str(len(b'{"reason":"Unregistered","timestamp":1234}')),
     }
     [data] = pair.of(h2.events.DataReceived, stream_id)
     assert json.loads(data.data) == {"reason": "Unregistered", "timestamp": 1234}
@@ -162,7 +166,8 @@ def test_goaway_lingers_then_closes() -> None:
     [goaway] = pair.of(h2.events.ConnectionTerminated)
     assert goaway.last_stream_id == stream_id
     assert json.loads(goaway.additional_data) == {"reason": "Shutdown"}
-    assert pair.server.goaway_sent and not pair.server.should_close
+    assert pair.server.goaway_sent
+    assert not pair.server.should_close
     pair.server.receive_data(b"ignored after GOAWAY", 3.5)
     assert pair.server.next_timer() == 4.0
     pair.server.tick(4.0)
@@ -206,7 +211,9 @@ def test_peer_closing_or_goaway_closes() -> None:
 
 def test_stream_limit_held_until_success_and_changeable() -> None:
     replies = iter([Reply(403, reason="InvalidProviderToken"), Reply(200), Reply(200)])
-    pair = Pair(lambda request: next(replies), max_concurrent_streams=20, hold_streams_until_success=True)
+    pair = Pair(
+        lambda request: next(replies), max_concurrent_streams=20, hold_streams_until_success=True
+    )
     assert pair.client.remote_settings.max_concurrent_streams == 1
     assert pair.server.max_concurrent_streams == 1
     pair.request()
@@ -258,6 +265,8 @@ def test_large_bodies_keep_the_connection_window_open() -> None:
 
 
 def test_request_repr_hides_the_token() -> None:
-    request = ReceivedRequest("POST", "/3/device/ab", {"authorization": "bearer SECRET"}, b"{}", 1, 1)
+    request = ReceivedRequest(
+        "POST", "/3/device/ab", {"authorization": "bearer SECRET"}, b"{}", 1, 1
+    )
     assert "SECRET" not in repr(request)
     assert "bearer <redacted>" in repr(request)

@@ -14,7 +14,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from apnskit.testing import MockApnsServer
 
 
-def test_valid_notification_is_accepted_and_recorded(server: MockApnsServer, client: H2TestClient) -> None:
+def test_valid_notification_is_accepted_and_recorded(
+    server: MockApnsServer, client: H2TestClient
+) -> None:
     apns_id = "123e4567-e89b-12d3-a456-426614174000"
     response = client.push(extra=[("apns-push-type", "alert"), ("apns-id", apns_id)])
     assert response.status == 200
@@ -30,7 +32,9 @@ def test_valid_notification_is_accepted_and_recorded(server: MockApnsServer, cli
     assert record.apns_id == apns_id
 
 
-def test_generated_apns_id_is_lowercase_uuid4_and_unique_id_in_sandbox(client: H2TestClient) -> None:
+def test_generated_apns_id_is_lowercase_uuid4_and_unique_id_in_sandbox(
+    client: H2TestClient,
+) -> None:
     first = client.push()
     second = client.push()
     for response in (first, second):
@@ -72,11 +76,23 @@ def _public() -> ec.EllipticCurvePublicKey:
         ({"topic": ""}, 400, "BadTopic"),
         ({"extra": [("apns-push-type", "telepathy")]}, 400, "InvalidPushType"),
         ({"extra": [("apns-push-type", "voip")]}, 400, "InvalidPushType"),
-        ({"topic": TOPIC + ".voip", "extra": [("apns-push-type", "alert")]}, 400, "InvalidPushType"),
-        ({"topic": TOPIC + ".voip", "extra": [("apns-push-type", "liveactivity")]}, 400, "InvalidPushType"),
+        (
+            {"topic": TOPIC + ".voip", "extra": [("apns-push-type", "alert")]},
+            400,
+            "InvalidPushType",
+        ),
+        (
+            {"topic": TOPIC + ".voip", "extra": [("apns-push-type", "liveactivity")]},
+            400,
+            "InvalidPushType",
+        ),
         ({"extra": [("apns-priority", "7")]}, 400, "BadPriority"),
         ({"extra": [("apns-priority", "high")]}, 400, "BadPriority"),
-        ({"extra": [("apns-push-type", "background"), ("apns-priority", "10")]}, 400, "BadPriority"),
+        (
+            {"extra": [("apns-push-type", "background"), ("apns-priority", "10")]},
+            400,
+            "BadPriority",
+        ),
         ({"extra": [("apns-expiration", "-1")]}, 400, "BadExpirationDate"),
         ({"extra": [("apns-expiration", "tomorrow")]}, 400, "BadExpirationDate"),
         ({"extra": [("apns-collapse-id", "x" * 65)]}, 400, "BadCollapseId"),
@@ -102,7 +118,10 @@ def test_rejections(client: H2TestClient, server: MockApnsServer, kwargs, status
 @pytest.mark.parametrize(
     ("kwargs"),
     [
-        {"extra": [("apns-push-type", "background"), ("apns-priority", "5")], "body": b'{"aps":{"content-available":1}}'},
+        {
+            "extra": [("apns-push-type", "background"), ("apns-priority", "5")],
+            "body": b'{"aps":{"content-available":1}}',
+        },
         {"extra": [("apns-priority", "1"), ("apns-expiration", "0")]},
         {"extra": [("apns-collapse-id", "x" * 64)]},
         {"extra": [("apns-id", "123E4567-E89B-12D3-A456-426614174000")]},
@@ -167,7 +186,9 @@ def test_authentication_comes_before_the_device_token(client: H2TestClient) -> N
 # -- registry ---------------------------------------------------------------------------------
 
 
-def test_unregistered_token_answers_410_with_timestamp(server: MockApnsServer, client: H2TestClient) -> None:
+def test_unregistered_token_answers_410_with_timestamp(
+    server: MockApnsServer, client: H2TestClient
+) -> None:
     since = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
     server.unregister(TOKEN, since=since)
     response = client.push()
@@ -284,7 +305,9 @@ def test_advancing_the_clock_expires_tokens(server: MockApnsServer, client: H2Te
     assert fresh.status == 200
 
 
-def test_new_token_within_20_minutes_is_too_many_updates(server: MockApnsServer, client: H2TestClient) -> None:
+def test_new_token_within_20_minutes_is_too_many_updates(
+    server: MockApnsServer, client: H2TestClient
+) -> None:
     assert client.push().status == 200
     second = bearer(int(server.now()) - 5)
     response = client.push(authorization=second)
@@ -326,4 +349,6 @@ def test_trust_key_accepts_pem_and_rejects_other_curves(server: MockApnsServer, 
     server.trust_key("PEMKEY0001", TEAM_ID, pem.decode())
     assert connect(authorization=bearer(key=key, kid="PEMKEY0001")).push().status == 200
     with pytest.raises(ValueError, match="P-256"):
-        server.trust_key("P384KEY001", TEAM_ID, ec.generate_private_key(ec.SECP384R1()).public_key())
+        server.trust_key(
+            "P384KEY001", TEAM_ID, ec.generate_private_key(ec.SECP384R1()).public_key()
+        )

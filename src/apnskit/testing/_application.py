@@ -31,7 +31,11 @@ from apnskit.testing._validation import (
 
 __all__ = ["ApnsApplication", "FaultPlan", "ReceivedNotification"]
 
-_RETRYABLE_STATUSES = {429: "TooManyRequests", 500: "InternalServerError", 503: "ServiceUnavailable"}
+_RETRYABLE_STATUSES = {
+    429: "TooManyRequests",
+    500: "InternalServerError",
+    503: "ServiceUnavailable",
+}
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,9 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--auth", choices=("token", "certificate"), default="token", help="authentication mode"
     )
-    parser.add_argument(
-        "--environment", choices=("sandbox", "production"), default="sandbox"
-    )
+    parser.add_argument("--environment", choices=("sandbox", "production"), default="sandbox")
     parser.add_argument(
         "--strict", action="store_true", help="answer BadDeviceToken for unregistered tokens"
     )

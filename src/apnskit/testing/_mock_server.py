@@ -374,7 +374,8 @@ class MockApnsServer:
             raise ValueError("topics: give at least one topic, or a uid")
         envs = [Environment.parse(e) for e in (environments or [self.environment])]
         self._ensure_pki()
-        assert self._ca_key is not None and self._ca_cert is not None
+        assert self._ca_key is not None
+        assert self._ca_cert is not None
         subject_uid = uid if uid is not None else entries[0][0]
         key = ec.generate_private_key(ec.SECP256R1())
         now = _dt.datetime.now(_dt.timezone.utc)
@@ -384,7 +385,9 @@ class MockApnsServer:
                 x509.Name(
                     [
                         x509.NameAttribute(NameOID.USER_ID, subject_uid),
-                        x509.NameAttribute(NameOID.COMMON_NAME, f"Apple Push Services: {subject_uid}"),
+                        x509.NameAttribute(
+                            NameOID.COMMON_NAME, f"Apple Push Services: {subject_uid}"
+                        ),
                     ]
                 )
             )
@@ -394,9 +397,7 @@ class MockApnsServer:
             .not_valid_before(now - _dt.timedelta(minutes=5))
             .not_valid_after(now + _dt.timedelta(days=days))
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(
-                x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
-            )
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
         )
         if Environment.SANDBOX in envs:
             builder = builder.add_extension(
@@ -537,7 +538,13 @@ class MockApnsServer:
                 stream = await TLSStream.wrap(
                     raw, server_side=True, ssl_context=self._ssl_context, standard_compatible=False
                 )
-        except (OSError, ssl.SSLError, anyio.BrokenResourceError, anyio.EndOfStream, TimeoutError) as exc:
+        except (
+            OSError,
+            ssl.SSLError,
+            anyio.BrokenResourceError,
+            anyio.EndOfStream,
+            TimeoutError,
+        ) as exc:
             self.errors.append(f"TLS handshake failed: {type(exc).__name__}: {exc}")
             await anyio.aclose_forcefully(raw)
             return
@@ -723,7 +730,8 @@ class MockApnsServer:
             self._generated_server_cert = True
 
     def _make_ssl_context(self) -> ssl.SSLContext:
-        assert self._certfile is not None and self._keyfile is not None
+        assert self._certfile is not None
+        assert self._keyfile is not None
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         # APNs: TLS 1.2 or later; RFC 9113 section 9.2 requires at least TLS 1.2 for h2.
         context.minimum_version = ssl.TLSVersion.TLSv1_2
@@ -747,4 +755,3 @@ def _write_private(path: Path, data: bytes) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as handle:
         handle.write(data)
-

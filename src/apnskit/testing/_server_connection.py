@@ -387,9 +387,7 @@ class ServerConnection:
         goaway_linger: float = _GOAWAY_LINGER,
     ) -> None:
         if max_concurrent_streams < 1:
-            raise ValueError(
-                f"max_concurrent_streams: {max_concurrent_streams} must be >= 1"
-            )
+            raise ValueError(f"max_concurrent_streams: {max_concurrent_streams} must be >= 1")
         self._app = app
         self.context = ConnectionContext(connection_id, client_certificate_info)
         self._max_streams = max_concurrent_streams
@@ -543,7 +541,9 @@ class ServerConnection:
         duplicates: list[str] = []
         for raw_name, raw_value in event.headers or ():
             name = raw_name.decode("latin-1") if isinstance(raw_name, bytes) else raw_name
-            value = raw_value.decode("utf-8", "replace") if isinstance(raw_value, bytes) else raw_value
+            value = (
+                raw_value.decode("utf-8", "replace") if isinstance(raw_value, bytes) else raw_value
+            )
             if name[:1] == ":":
                 if name == ":method":
                     method = value
@@ -643,4 +643,3 @@ class ServerConnection:
             # APNs raises the limit once a token-authenticated request has succeeded.
             self._holding = False
             h2.update_settings({SettingCodes.MAX_CONCURRENT_STREAMS: self._max_streams})
-

@@ -91,7 +91,9 @@ _KNOWN_SUFFIXES = tuple(s for s in PUSH_TYPE_SUFFIXES.values() if s is not None 
 
 _DEVICE_PREFIX = "/3/device/"
 _HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
-_UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+_UUID_RE = re.compile(
+    r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+)
 _TOPIC_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _PRIORITIES = frozenset({"10", "5", "1"})
 _VERIFIED_CACHE_SIZE = 4096
@@ -335,9 +337,12 @@ class RequestValidator:
             failure, key = self._check_provider_token(request, headers.get("authorization"), now)
             if failure is not None:
                 return failure, None
-        elif cert_info is not None and cert_info.environments:
-            if self.environment not in cert_info.environments:
-                return (403, "BadCertificateEnvironment", None), None
+        elif (
+            cert_info is not None
+            and cert_info.environments
+            and self.environment not in cert_info.environments
+        ):
+            return (403, "BadCertificateEnvironment", None), None
 
         if len(device_token) % 2 or not set(device_token) <= _HEX_DIGITS:
             return (400, "BadDeviceToken", None), None
