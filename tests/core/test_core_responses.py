@@ -359,13 +359,14 @@ def test_stream_ids_run_out() -> None:
     conn, peer, _ = start()
     conn._next_stream_id = 2**31 - 1  # white-box: skip two billion requests
     assert conn.capacity == 1
-    send(conn, peer, 2)
+    send(conn, peer, 1)
     assert sorted(peer.requests) == [2**31 - 1]
     assert not conn.accepting
     assert conn.capacity == 0
-    assert conn.queued == 1
+    with pytest.raises(LocalProtocolError, match="stream ids"):
+        conn.send_request("/3/device/00", (), b"{}", "late")
+    assert conn.queued == 0
     assert _one(conn.receive_data(peer.respond(2**31 - 1))).context == 0
-    assert conn.close().unprocessed == [1]
 
 
 def test_peer_helper_round_trip() -> None:

@@ -323,15 +323,18 @@ def _decode_string(block: bytes, pos: int) -> tuple[str, int]:
         text = _huffman_cache.get(raw)
         if text is None:
             text = _decode_huffman(raw).decode("utf-8", "surrogateescape")
-            if len(_huffman_cache) >= _HUFFMAN_CACHE_SIZE:
-                _huffman_cache.clear()
-            _huffman_cache[raw] = text
+            # Bounded in entries and in entry size, so a hostile server cannot make it big.
+            if len(raw) <= _HUFFMAN_CACHE_MAX_LEN:
+                if len(_huffman_cache) >= _HUFFMAN_CACHE_SIZE:
+                    _huffman_cache.clear()
+                _huffman_cache[raw] = text
         return text, stop
     # Header values are ASCII in APNs; decode leniently so odd bytes never crash.
     return raw.decode("utf-8", "surrogateescape"), stop
 
 
 _HUFFMAN_CACHE_SIZE = 4096
+_HUFFMAN_CACHE_MAX_LEN = 64
 _huffman_cache: dict[bytes, str] = {}
 
 

@@ -335,6 +335,9 @@ class ApnsConnection:
             raise LocalProtocolError("initiate() the connection before sending requests")
         if self._draining or self._terminated:
             raise LocalProtocolError("the connection is closing and takes no new requests")
+        if self._next_stream_id > _MAX_STREAM_ID:
+            # Section 5.1.1: stream ids cannot be reused; a new connection is needed.
+            raise LocalProtocolError("the connection has used up its stream ids")
         handle = RequestHandle(method, path, headers, body, authorization, context)
         self._queue.append(handle)
         self._open_streams()
