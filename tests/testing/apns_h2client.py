@@ -20,6 +20,10 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 TOKEN = "ab" * 32
 TOPIC = "com.example.app"
+KEY_ID = "KEY1234567"
+TEAM_ID = "TEAM123456"
+# Key generation is the slow part: one key per session.
+SIGNING_KEY = ec.generate_private_key(ec.SECP256R1())
 
 
 def b64url(data: bytes) -> str:
@@ -41,6 +45,15 @@ def make_jwt(
     der = key.sign(f"{header}.{claims}".encode(), ec.ECDSA(hashes.SHA256()))
     r, s = decode_dss_signature(der)
     return f"{header}.{claims}.{b64url(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
+
+
+def bearer(
+    iat: int | None = None,
+    *,
+    key: ec.EllipticCurvePrivateKey = SIGNING_KEY,
+    kid: str = KEY_ID,
+) -> str:
+    return "bearer " + make_jwt(key, kid, TEAM_ID, iat)
 
 
 @dataclass

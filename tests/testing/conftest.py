@@ -6,15 +6,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from apns_h2client import H2TestClient, make_jwt
-from cryptography.hazmat.primitives.asymmetric import ec
+from apns_h2client import KEY_ID, SIGNING_KEY, TEAM_ID, H2TestClient, bearer
 
 from apnskit.testing import MockApnsServer
-
-KEY_ID = "KEY1234567"
-TEAM_ID = "TEAM123456"
-# Key generation is the slow part: one key per session.
-SIGNING_KEY = ec.generate_private_key(ec.SECP256R1())
 
 
 @pytest.fixture
@@ -22,12 +16,6 @@ def server() -> Iterator[MockApnsServer]:
     with MockApnsServer() as srv:
         srv.trust_key(KEY_ID, TEAM_ID, SIGNING_KEY.public_key())
         yield srv
-
-
-def bearer(
-    iat: int | None = None, *, key: ec.EllipticCurvePrivateKey = SIGNING_KEY, kid: str = KEY_ID
-) -> str:
-    return "bearer " + make_jwt(key, kid, TEAM_ID, iat)
 
 
 @pytest.fixture

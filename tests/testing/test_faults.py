@@ -6,8 +6,7 @@ import json
 import time
 
 import pytest
-from apns_h2client import H2TestClient, Response
-from conftest import bearer
+from apns_h2client import H2TestClient, Response, bearer
 
 from apnskit.testing import MockApnsServer
 

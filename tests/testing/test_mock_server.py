@@ -125,7 +125,7 @@ def test_server_can_be_restarted(connect) -> None:
     for _ in range(2):
         with server:
             key = server.new_token_key()
-            from conftest import bearer  # noqa: F401 - the key is the server's own
+            from apns_h2client import bearer  # noqa: F401 - the key is the server's own
 
             from apnskit._credentials import TokenCredentials
 
