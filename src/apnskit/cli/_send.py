@@ -740,12 +740,12 @@ class BulkSend:
                 "notifications still in flight have no result"
             )
         lines.append(f"{t.done:,} notifications in {elapsed:.2f} s ({rate:,.0f}/s)")
-        lines.append(f"  accepted   {t.accepted:>12,}")
-        lines.append(f"  rejected   {t.rejected:>12,}")
-        lines.extend(f"    {reason:<34} {n:>8,}" for reason, n in t.reasons.most_common())
-        lines.append(f"  failed     {t.failed:>12,}")
-        lines.extend(f"    {name:<34} {n:>8,}" for name, n in t.errors.most_common())
-        lines.append(f"  malformed  {t.malformed:>12,}")
+        lines.append(f"  {'accepted':<34}{t.accepted:>10,}")
+        lines.append(f"  {'rejected':<34}{t.rejected:>10,}")
+        lines.extend(f"    {reason:<32}{n:>10,}" for reason, n in t.reasons.most_common())
+        lines.append(f"  {'failed':<34}{t.failed:>10,}")
+        lines.extend(f"    {name:<32}{n:>10,}" for name, n in t.errors.most_common())
+        lines.append(f"  {'malformed':<34}{t.malformed:>10,}")
         if t.failed_written:
             lines.append(
                 f"{t.failed_written:,} rejected, failed or malformed line(s) written to "
