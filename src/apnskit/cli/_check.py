@@ -38,6 +38,8 @@ EXPIRY_WARNING_DAYS = 30
 # RFC 9113 section 3.4: the client connection preface, then a SETTINGS frame (empty here).
 _H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
 _H2_SETTINGS = 0x4
+# RFC 9113 section 6.8: GOAWAY with last-stream-id 0 and NO_ERROR, to leave politely.
+_H2_GOAWAY = b"\x00\x00\x08\x07\x00\x00\x00\x00\x00" + bytes(8)
 
 CHECK_EXAMPLES = """\
 examples:
@@ -129,7 +131,8 @@ def run_check(args: argparse.Namespace, *, out: TextIO, err: TextIO, stdin: Text
     if not 0 < port < 65536:
         raise UsageError(f"--port: {port} is not a TCP port number (1..65535)")
     context = _ssl_context(args.ca_file, credentials)
-    return _connect(host, port, context, args.timeout, environment, out, err)
+    client_cert = isinstance(credentials, CertificateCredentials)
+    return _connect(host, port, context, args.timeout, environment, client_cert, out, err)
 
 
 # -------------------------------------------------------------------------------- credentials
@@ -204,6 +207,7 @@ def _connect(
     context: ssl.SSLContext,
     timeout: float,
     environment: Environment | None,
+    client_cert: bool,
     out: TextIO,
     err: TextIO,
 ) -> int:
@@ -311,12 +315,36 @@ def _connect(
                 "certificate authentication this means it refused the client certificate.",
             )
         except (OSError, EOFError) as error:
+            if client_cert:
+                return _fail(
+                    err,
+                    "TLS: the server closed the connection right after the handshake: it "
+                    "refused the client certificate (issued by a CA it does not trust, revoked, "
+                    "or for the other environment).",
+                )
             return _fail(err, f"HTTP/2: no SETTINGS frame from the server ({error or 'EOF'}).")
         if header[3] != _H2_SETTINGS:
             return _fail(err, f"HTTP/2: the server's first frame has type {header[3]}, not SETTINGS.")
         print("  HTTP/2       the server sent its SETTINGS: ready for notifications", file=out)
+        _close_politely(tls, min(timeout, 1.0))
     print("ok", file=out)
     return EXIT_OK
+
+
+def _close_politely(tls: ssl.SSLSocket, timeout: float) -> None:
+    """Say GOAWAY and read until the server closes.
+
+    Closing with unread data in the receive buffer makes the kernel send a TCP reset instead
+    of a FIN, which a server may log (or, in the mock server's case, trip over) as an error.
+    """
+    try:
+        tls.settimeout(timeout)
+        tls.sendall(_H2_GOAWAY)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and tls.recv(65536):
+            pass
+    except (OSError, ssl.SSLError):
+        pass
 
 
 def _read_exactly(sock: ssl.SSLSocket, size: int) -> bytes:
