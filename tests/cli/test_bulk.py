@@ -57,9 +57,14 @@ def test_malformed_lines_are_reported_and_do_not_stop_the_rest(
     run = cli(*bulk(apns, str(source)))
     # Malformed input (2) outranks a rejection (1).
     assert run.code == 2
-    for number, text in [(2, "not valid JSON"), (5, "device_token"), (6, "unknown key(s) colour"),
-                         (7, "a JSON list, not an object"), (8, '"token": missing'),
-                         (9, "topic")]:
+    for number, text in [
+        (2, "not valid JSON"),
+        (5, "device_token"),
+        (6, "unknown key(s) colour"),
+        (7, "a JSON list, not an object"),
+        (8, '"token": missing'),
+        (9, "topic"),
+    ]:
         assert f"{source}:{number}: " in run.err
         assert text in run.err.split(f"{source}:{number}: ")[1].splitlines()[0]
     assert sorted(r.device_token for r in apns.server.received) == sorted(
@@ -107,8 +112,10 @@ def test_failed_file_can_be_sent_again(apns: TokenServer, cli, tmp_path) -> None
 def test_line_values_override_command_line_defaults(apns: TokenServer, cli, tmp_path) -> None:
     source = tmp_path / "n.jsonl"
     source.write_text(
-        json.dumps({"token": apns.registered[0]}) + "\n"
-        + line(apns.registered[1], priority=5, collapse_id="c1", push_type="alert") + "\n"
+        json.dumps({"token": apns.registered[0]})
+        + "\n"
+        + line(apns.registered[1], priority=5, collapse_id="c1", push_type="alert")
+        + "\n"
     )
     run = cli(*bulk(apns, str(source), "--title", "default title", "--priority", "10"))
     assert run.code == 0, run.err
@@ -182,9 +189,22 @@ def test_no_progress_when_stderr_is_not_a_terminal(apns: TokenServer, cli, tmp_p
 def test_connection_failure_exits_3_and_keeps_every_line(apns: TokenServer, cli, tmp_path):
     source = tmp_path / "n.jsonl"
     source.write_text("\n".join(line(t) for t in apns.registered) + "\n")
-    run = cli("send", *apns.auth, "--host", "127.0.0.1", "--port", str(closed_port()),
-              "--ca-file", apns.server.ca_file, "--topic", TOPIC, "--from", str(source),
-              "--attempts", "1")
+    run = cli(
+        "send",
+        *apns.auth,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(closed_port()),
+        "--ca-file",
+        apns.server.ca_file,
+        "--topic",
+        TOPIC,
+        "--from",
+        str(source),
+        "--attempts",
+        "1",
+    )
     assert run.code == 3
     failed = read_jsonl(tmp_path / "n.jsonl.failed.jsonl")
     assert sorted(r["line"] for r in failed) == [1, 2, 3, 4, 5]
@@ -197,10 +217,14 @@ def test_connection_failure_exits_3_and_keeps_every_line(apns: TokenServer, cli,
     [
         (lambda src: ["--from", str(src.parent / "missing.jsonl")], "--from: cannot read"),
         (lambda src: ["--from", str(src), "--failed-out", str(src)], "must not be the input"),
-        (lambda src: ["--from", str(src), "--failed-out", str(src.parent / "no" / "x")],
-         "--failed-out: cannot write"),
-        (lambda src: ["--from", str(src), "--apns-id", "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"],
-         "--apns-id: only with a single"),
+        (
+            lambda src: ["--from", str(src), "--failed-out", str(src.parent / "no" / "x")],
+            "--failed-out: cannot write",
+        ),
+        (
+            lambda src: ["--from", str(src), "--apns-id", "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"],
+            "--apns-id: only with a single",
+        ),
         (lambda src: ["--from", "-", "--payload", "-"], "stdin can feed only one"),
     ],
 )

@@ -194,8 +194,20 @@ def test_certificate_key_mismatch_exits_2(cert_mock: MockApnsServer, cli) -> Non
 def test_certificate_connect(cert_mock: MockApnsServer, cli) -> None:
     cert, key = cert_mock.issue_client_certificate([TOPIC])
     s = cert_mock
-    run = cli("check", "--cert", cert, "--cert-key", key, "--connect", "--host", s.host,
-              "--port", str(s.port), "--ca-file", s.ca_file)
+    run = cli(
+        "check",
+        "--cert",
+        cert,
+        "--cert-key",
+        key,
+        "--connect",
+        "--host",
+        s.host,
+        "--port",
+        str(s.port),
+        "--ca-file",
+        s.ca_file,
+    )
     assert run.code == 0, run.err
     assert "the server sent its SETTINGS" in run.out
 
@@ -206,7 +218,19 @@ def test_certificate_connect_refused_client_certificate(cert_mock: MockApnsServe
     with MockApnsServer(auth="certificate") as other:
         cert, key = other.issue_client_certificate([TOPIC])
         s = cert_mock
-        run = cli("check", "--cert", cert, "--cert-key", key, "--connect", "--host", s.host,
-                  "--port", str(s.port), "--ca-file", s.ca_file)
+        run = cli(
+            "check",
+            "--cert",
+            cert,
+            "--cert-key",
+            key,
+            "--connect",
+            "--host",
+            s.host,
+            "--port",
+            str(s.port),
+            "--ca-file",
+            s.ca_file,
+        )
     assert run.code == 3
     assert "refused the client certificate" in run.err

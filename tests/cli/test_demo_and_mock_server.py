@@ -102,9 +102,25 @@ def test_standalone_mock_server_serves_send(cli) -> None:
                 info[name] = value.strip()
             if "Ctrl-C" in line:
                 break
-        run = cli("send", "--key", info["token key"], "--team-id", info["team id"],
-                  "--host", "127.0.0.1", "--port", info["port"], "--ca-file", info["CA file"],
-                  "--topic", TOPIC, "--token", "ab" * 32, "--alert", "Hi")
+        run = cli(
+            "send",
+            "--key",
+            info["token key"],
+            "--team-id",
+            info["team id"],
+            "--host",
+            "127.0.0.1",
+            "--port",
+            info["port"],
+            "--ca-file",
+            info["CA file"],
+            "--topic",
+            TOPIC,
+            "--token",
+            "ab" * 32,
+            "--alert",
+            "Hi",
+        )
         assert run.code == 0, run.err
         assert run.out.startswith("accepted")
     finally:
@@ -118,7 +134,11 @@ def test_standalone_mock_server_serves_send(cli) -> None:
 def test_python_dash_m_version() -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "apnskit", "--version"],
-        capture_output=True, text=True, timeout=30, env=_env(), check=False,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=_env(),
+        check=False,
     )
     assert proc.returncode == 0
     assert proc.stdout.strip() == f"apnskit {apnskit.__version__}"

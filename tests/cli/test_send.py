@@ -23,8 +23,19 @@ def send(apns: TokenServer, *extra: str) -> list[str]:
 def test_accepted_notification_prints_result_and_exits_0(apns: TokenServer, cli) -> None:
     token = apns.registered[0]
     run: Run = cli(
-        *send(apns, "--token", token, "--title", "Hello", "--body", "World", "--badge", "3",
-              "--sound", "default")
+        *send(
+            apns,
+            "--token",
+            token,
+            "--title",
+            "Hello",
+            "--body",
+            "World",
+            "--badge",
+            "3",
+            "--sound",
+            "default",
+        )
     )
     assert run.code == 0, run.err
     line = run.out.strip()
@@ -41,9 +52,23 @@ def test_accepted_notification_prints_result_and_exits_0(apns: TokenServer, cli)
 
 def test_every_header_option_reaches_the_server(apns: TokenServer, cli) -> None:
     run = cli(
-        *send(apns, "--token", apns.registered[0], "--alert", "Hi", "--push-type", "alert",
-              "--priority", "5", "--expiration", "1700000000", "--collapse-id", "news",
-              "--apns-id", UUID)
+        *send(
+            apns,
+            "--token",
+            apns.registered[0],
+            "--alert",
+            "Hi",
+            "--push-type",
+            "alert",
+            "--priority",
+            "5",
+            "--expiration",
+            "1700000000",
+            "--collapse-id",
+            "news",
+            "--apns-id",
+            UUID,
+        )
     )
     assert run.code == 0, run.err
     headers = apns.server.received[0].headers
@@ -58,8 +83,19 @@ def test_every_header_option_reaches_the_server(apns: TokenServer, cli) -> None:
 
 def test_some_rejected_exits_1_and_shows_reason_and_timestamp(apns: TokenServer, cli) -> None:
     unknown = secrets.token_hex(32)
-    run = cli(*send(apns, "--token", apns.registered[1], "--token", apns.gone,
-                    "--token", unknown, "--alert", "Hi"))
+    run = cli(
+        *send(
+            apns,
+            "--token",
+            apns.registered[1],
+            "--token",
+            apns.gone,
+            "--token",
+            unknown,
+            "--alert",
+            "Hi",
+        )
+    )
     assert run.code == 1
     lines = {line.split()[2]: line for line in run.out.splitlines()}
     assert lines[apns.registered[1]].startswith("accepted")
@@ -71,8 +107,9 @@ def test_some_rejected_exits_1_and_shows_reason_and_timestamp(apns: TokenServer,
 
 
 def test_json_output_is_one_object_per_result(apns: TokenServer, cli) -> None:
-    run = cli(*send(apns, "--json", "--token", apns.registered[2], "--token", apns.gone,
-                    "--alert", "Hi"))
+    run = cli(
+        *send(apns, "--json", "--token", apns.registered[2], "--token", apns.gone, "--alert", "Hi")
+    )
     assert run.code == 1
     records = {r["token"]: r for r in map(json.loads, run.out.splitlines())}
     assert len(records) == 2
@@ -91,8 +128,9 @@ def test_json_output_is_one_object_per_result(apns: TokenServer, cli) -> None:
 
 def test_payload_from_stdin(apns: TokenServer, cli) -> None:
     payload = {"aps": {"alert": {"title": "From stdin"}, "thread-id": "t1"}, "custom": [1, 2]}
-    run = cli(*send(apns, "--token", apns.registered[0], "--payload", "-"),
-              stdin=json.dumps(payload))
+    run = cli(
+        *send(apns, "--token", apns.registered[0], "--payload", "-"), stdin=json.dumps(payload)
+    )
     assert run.code == 0, run.err
     assert apns.server.received[0].payload == payload
 
@@ -148,7 +186,10 @@ def test_topic_suffix_mismatch_is_invalid(apns: TokenServer, cli) -> None:
         ([], "payload: give --payload"),
         (["--alert", "a", "--title", "t"], "--alert: give either"),
         (["--alert", "a", "--payload", "-"], "--payload: give either"),
-        (["--alert", "a", "--apns-id", UUID, "--token", "ab" * 32], "--apns-id: only with a single"),
+        (
+            ["--alert", "a", "--apns-id", UUID, "--token", "ab" * 32],
+            "--apns-id: only with a single",
+        ),
         (["--alert", "a", "--failed-out", "x.jsonl"], "--failed-out: only with --from"),
         (["--alert", "a", "--from", "x.jsonl"], "--from and --token"),
         (["--alert", "a", "--attempts", "0"], "max_attempts"),
@@ -188,7 +229,10 @@ def test_sandbox_and_production_are_exclusive(apns: TokenServer, cli) -> None:
 @pytest.mark.parametrize(
     ("auth", "message"),
     [
-        (["--key", "/nonexistent/AuthKey_ABCDEFGHIJ.p8", "--team-id", "TEAM123456"], "no such file"),
+        (
+            ["--key", "/nonexistent/AuthKey_ABCDEFGHIJ.p8", "--team-id", "TEAM123456"],
+            "no such file",
+        ),
         (["--key", "/tmp/key.p8", "--team-id", "TEAM123456"], "key_id: not given"),
         (["--key", "/tmp/AuthKey_ABCDEFGHIJ.p8"], "--team-id: required"),
         (["--key", "k.p8", "--cert", "c.pem"], "give one, not both"),
@@ -197,8 +241,9 @@ def test_sandbox_and_production_are_exclusive(apns: TokenServer, cli) -> None:
     ],
 )
 def test_bad_credentials_exit_2(apns: TokenServer, cli, auth, message) -> None:
-    run = cli("send", *auth, *apns.connection, "--topic", TOPIC, "--token", "ab" * 32,
-              "--alert", "x")
+    run = cli(
+        "send", *auth, *apns.connection, "--topic", TOPIC, "--token", "ab" * 32, "--alert", "x"
+    )
     assert run.code == 2
     assert message in run.err
 
@@ -206,8 +251,20 @@ def test_bad_credentials_exit_2(apns: TokenServer, cli, auth, message) -> None:
 def test_key_file_that_is_not_a_key_exits_2(apns: TokenServer, cli, tmp_path) -> None:
     path = tmp_path / "AuthKey_ABCDEFGHIJ.p8"
     path.write_text("hello")
-    run = cli("send", "--key", str(path), "--team-id", "TEAM123456", *apns.connection,
-              "--topic", TOPIC, "--token", "ab" * 32, "--alert", "x")
+    run = cli(
+        "send",
+        "--key",
+        str(path),
+        "--team-id",
+        "TEAM123456",
+        *apns.connection,
+        "--topic",
+        TOPIC,
+        "--token",
+        "ab" * 32,
+        "--alert",
+        "x",
+    )
     assert run.code == 2
     assert "not a PEM private key" in run.err
 
@@ -215,16 +272,44 @@ def test_key_file_that_is_not_a_key_exits_2(apns: TokenServer, cli, tmp_path) ->
 def test_untrusted_key_is_rejected_by_the_server(apns: TokenServer, cli, tmp_path) -> None:
     other = tmp_path / "AuthKey_ZZZZZZZZZZ.p8"
     other.write_bytes(apns.key.private_key_pem)  # same key, a key id the server never trusted
-    run = cli("send", "--key", str(other), "--team-id", apns.key.team_id, *apns.connection,
-              "--topic", TOPIC, "--token", apns.registered[0], "--alert", "x")
+    run = cli(
+        "send",
+        "--key",
+        str(other),
+        "--team-id",
+        apns.key.team_id,
+        *apns.connection,
+        "--topic",
+        TOPIC,
+        "--token",
+        apns.registered[0],
+        "--alert",
+        "x",
+    )
     assert run.code == 1
     assert "InvalidProviderToken" in run.out
 
 
 def test_connection_refused_exits_3(apns: TokenServer, cli) -> None:
-    run = cli("send", *apns.auth, "--host", "127.0.0.1", "--port", str(closed_port()),
-              "--ca-file", apns.server.ca_file, "--topic", TOPIC, "--token", "ab" * 32,
-              "--alert", "x", "--attempts", "1", "--json")
+    run = cli(
+        "send",
+        *apns.auth,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(closed_port()),
+        "--ca-file",
+        apns.server.ca_file,
+        "--topic",
+        TOPIC,
+        "--token",
+        "ab" * 32,
+        "--alert",
+        "x",
+        "--attempts",
+        "1",
+        "--json",
+    )
     assert run.code == 3
     record = json.loads(run.out)
     assert record["outcome"] == "failed"
@@ -234,8 +319,22 @@ def test_connection_refused_exits_3(apns: TokenServer, cli) -> None:
 
 def test_untrusted_server_certificate_exits_3(apns: TokenServer, cli) -> None:
     s = apns.server
-    run = cli("send", *apns.auth, "--host", s.host, "--port", str(s.port), "--topic", TOPIC,
-              "--token", apns.registered[0], "--alert", "x", "--attempts", "1")
+    run = cli(
+        "send",
+        *apns.auth,
+        "--host",
+        s.host,
+        "--port",
+        str(s.port),
+        "--topic",
+        TOPIC,
+        "--token",
+        apns.registered[0],
+        "--alert",
+        "x",
+        "--attempts",
+        "1",
+    )
     assert run.code == 3
     assert run.out.startswith("failed")
 
@@ -244,8 +343,22 @@ def test_bad_ca_file_exits_2(apns: TokenServer, cli, tmp_path) -> None:
     bad = tmp_path / "ca.pem"
     bad.write_text("nope")
     s = apns.server
-    run = cli("send", *apns.auth, "--host", s.host, "--port", str(s.port), "--ca-file", str(bad),
-              "--topic", TOPIC, "--token", apns.registered[0], "--alert", "x")
+    run = cli(
+        "send",
+        *apns.auth,
+        "--host",
+        s.host,
+        "--port",
+        str(s.port),
+        "--ca-file",
+        str(bad),
+        "--topic",
+        TOPIC,
+        "--token",
+        apns.registered[0],
+        "--alert",
+        "x",
+    )
     assert run.code == 2
     assert "ca_file" in run.err
 
@@ -253,9 +366,16 @@ def test_bad_ca_file_exits_2(apns: TokenServer, cli, tmp_path) -> None:
 def test_help_documents_exit_codes(cli) -> None:
     run = cli("send", "--help")
     assert run.code == 0
-    for text in ("exit codes:", "0  every notification was accepted", "1  APNs rejected",
-                 "2  usage or input error", "3  connection or transport error", "--from",
-                 "--failed-out", "--json"):
+    for text in (
+        "exit codes:",
+        "0  every notification was accepted",
+        "1  APNs rejected",
+        "2  usage or input error",
+        "3  connection or transport error",
+        "--from",
+        "--failed-out",
+        "--json",
+    ):
         assert text in run.out
 
 
@@ -297,8 +417,21 @@ def _encrypted_key(key_path: str, tmp_path, password: bytes) -> str:
 
 
 def _cert_send(server: MockApnsServer, *auth: str, token: str) -> list[str]:
-    return ["send", *auth, "--host", server.host, "--port", str(server.port), "--ca-file",
-            server.ca_file, "--token", token, "--alert", "Hi", "--json"]
+    return [
+        "send",
+        *auth,
+        "--host",
+        server.host,
+        "--port",
+        str(server.port),
+        "--ca-file",
+        server.ca_file,
+        "--token",
+        token,
+        "--alert",
+        "Hi",
+        "--json",
+    ]
 
 
 def test_certificate_auth_send_takes_topic_and_environment_from_certificate(cert_server, cli):
@@ -331,15 +464,19 @@ def test_certificate_password_from_environment(cert_server, cli, tmp_path, monke
 def test_certificate_wrong_password_exits_2(cert_server, cli, tmp_path):
     server, cert, key, token = cert_server
     encrypted = _encrypted_key(key, tmp_path, b"s3cret-pw")
-    run = cli(*_cert_send(server, "--cert", cert, "--cert-key", encrypted, "--password",
-                          "wrong-pw", token=token))
+    run = cli(
+        *_cert_send(
+            server, "--cert", cert, "--cert-key", encrypted, "--password", "wrong-pw", token=token
+        )
+    )
     assert run.code == 2
     assert "wrong password" in run.err
     assert "wrong-pw" not in run.err
 
 
-def test_certificate_password_missing_without_terminal_exits_2(cert_server, cli, tmp_path,
-                                                               monkeypatch):
+def test_certificate_password_missing_without_terminal_exits_2(
+    cert_server, cli, tmp_path, monkeypatch
+):
     server, cert, key, token = cert_server
     encrypted = _encrypted_key(key, tmp_path, b"s3cret-pw")
     monkeypatch.delenv("APNSKIT_CERT_PASSWORD", raising=False)

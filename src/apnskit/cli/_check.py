@@ -194,7 +194,9 @@ def _ssl_context(
         try:
             context.load_verify_locations(cafile=ca_file)
         except (OSError, ssl.SSLError) as error:
-            raise UsageError(f"--ca-file: cannot load {ca_file} as PEM certificates: {error}") from None
+            raise UsageError(
+                f"--ca-file: cannot load {ca_file} as PEM certificates: {error}"
+            ) from None
     if credentials is not None:
         credentials.configure_ssl_context(context)
     context.set_alpn_protocols(["h2"])
@@ -211,7 +213,9 @@ def _connect(
     out: TextIO,
     err: TextIO,
 ) -> int:
-    where = f" ({environment.value})" if environment is not None and host == environment.host else ""
+    where = (
+        f" ({environment.value})" if environment is not None and host == environment.host else ""
+    )
     print(f"connecting to {host}:{port}{where}", file=out, flush=True)
 
     # 1. DNS
@@ -237,7 +241,7 @@ def _connect(
             f"TCP: connection to {host}:{port} refused: nothing listens there. APNs listens on "
             "ports 443 and 2197; check --host/--port, or a firewall or proxy in between.",
         )
-    except (socket.timeout, TimeoutError):
+    except TimeoutError:
         return _fail(
             err,
             f"TCP: no answer from {host}:{port} within {timeout:g} s: a firewall probably drops "
@@ -273,7 +277,7 @@ def _connect(
             "may not speak TLS on this port, may refuse the client certificate, or a proxy may "
             "be in the way.",
         )
-    except (socket.timeout, TimeoutError):
+    except TimeoutError:
         raw.close()
         return _fail(err, f"TLS: the handshake with {host}:{port} timed out after {timeout:g} s.")
     except OSError as error:
@@ -293,9 +297,7 @@ def _connect(
             days = (cert.not_valid_after_utc - datetime.now(timezone.utc)).days
             print(f"    {i} subject  {cert.subject.rfc4514_string()}", file=out)
             print(f"      issuer   {cert.issuer.rfc4514_string()}", file=out)
-            print(
-                f"      expires  {_when(cert.not_valid_after_utc)} ({days} days left)", file=out
-            )
+            print(f"      expires  {_when(cert.not_valid_after_utc)} ({days} days left)", file=out)
         if alpn != "h2":
             return _fail(
                 err,
@@ -324,7 +326,9 @@ def _connect(
                 )
             return _fail(err, f"HTTP/2: no SETTINGS frame from the server ({error or 'EOF'}).")
         if header[3] != _H2_SETTINGS:
-            return _fail(err, f"HTTP/2: the server's first frame has type {header[3]}, not SETTINGS.")
+            return _fail(
+                err, f"HTTP/2: the server's first frame has type {header[3]}, not SETTINGS."
+            )
         print("  HTTP/2       the server sent its SETTINGS: ready for notifications", file=out)
         _close_politely(tls, min(timeout, 1.0))
     print("ok", file=out)
@@ -384,4 +388,3 @@ def _server_chain(tls: ssl.SSLSocket) -> list[x509.Certificate]:
 def _fail(err: TextIO, message: str) -> int:
     print(f"apnskit check: {message}", file=err, flush=True)
     return EXIT_TRANSPORT
-

@@ -32,7 +32,7 @@ __all__ = ["add_demo_parser", "run_demo"]
 DEMO_TOPIC = "com.example.demo"
 #: How many distinct registered device tokens the batch cycles through.
 REGISTERED_DEVICES = 100
-MALFORMED_TOKEN = "not-a-device-token"
+MALFORMED_TOKEN = "not-a-device-token"  # noqa: S105 - a device token, not a secret
 
 
 def add_demo_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -137,8 +137,10 @@ def run_demo(args: argparse.Namespace, *, out: TextIO, err: TextIO, stdin: TextI
 
         say(f"  mock APNs server  {server.host}:{server.port}  (sandbox, token auth, strict)")
         say(f"  signing key       {key.path.name}  key id {key.key_id}, team id {key.team_id}")
-        say(f"  device tokens     {REGISTERED_DEVICES + 1} registered for {DEMO_TOPIC}, "
-            "1 of them then unregistered")
+        say(
+            f"  device tokens     {REGISTERED_DEVICES + 1} registered for {DEMO_TOPIC}, "
+            "1 of them then unregistered"
+        )
         say()
         say("Checked locally, before anything is sent:")
         try:
@@ -153,8 +155,10 @@ def run_demo(args: argparse.Namespace, *, out: TextIO, err: TextIO, stdin: TextI
         batch = _batch(count, bad, devices, gone, unknown)
         good = count - 2 * bad
         say(f"Sending {count:,} notifications through each client:")
-        say(f"  {good:,} to registered devices, {bad:,} to the unregistered token, "
-            f"{bad:,} to a token the server does not know")
+        say(
+            f"  {good:,} to registered devices, {bad:,} to the unregistered token, "
+            f"{bad:,} to a token the server does not know"
+        )
         say()
 
         connection: dict[str, Any] = {
@@ -203,9 +207,7 @@ def run_demo(args: argparse.Namespace, *, out: TextIO, err: TextIO, stdin: TextI
     return EXIT_OK
 
 
-def _batch(
-    count: int, bad: int, devices: list[str], gone: str, unknown: str
-) -> list[Notification]:
+def _batch(count: int, bad: int, devices: list[str], gone: str, unknown: str) -> list[Notification]:
     """``count`` notifications; the ``bad`` ones of each kind spread evenly through it."""
     step = count // bad
     # Odd positions of every step-th slot go to the unregistered token, the next to the

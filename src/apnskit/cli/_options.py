@@ -39,7 +39,7 @@ EXIT_USAGE = 2
 EXIT_TRANSPORT = 3
 
 #: The environment variable read for a certificate's password when --password is not given.
-PASSWORD_ENV = "APNSKIT_CERT_PASSWORD"
+PASSWORD_ENV = "APNSKIT_CERT_PASSWORD"  # noqa: S105 - the variable name, not a password
 
 EXIT_CODES_EPILOG = """\
 exit codes:
@@ -176,9 +176,7 @@ def load_credentials(
             if password is not None or not str(error).startswith("password:"):
                 raise
             if not _is_tty(stdin):
-                raise CredentialsError(
-                    f"{error}; pass --password or set ${PASSWORD_ENV}"
-                ) from None
+                raise CredentialsError(f"{error}; pass --password or set ${PASSWORD_ENV}") from None
             prompted = getpass.getpass(
                 f"password for {os.path.basename(args.cert)}: ",
                 stream=err if err is not None else sys.stderr,

@@ -95,9 +95,7 @@ def add_send_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--topic",
         help="apns-topic: the bundle ID (+ push type suffix); default with --cert: its UID",
     )
-    target.add_argument(
-        "--push-type", choices=[p.value for p in PushType], help="apns-push-type"
-    )
+    target.add_argument("--push-type", choices=[p.value for p in PushType], help="apns-push-type")
     target.add_argument("--priority", type=int, choices=(10, 5, 1), help="apns-priority")
     target.add_argument(
         "--expiration",
@@ -116,7 +114,7 @@ def add_send_parser(subparsers: Any) -> argparse.ArgumentParser:
     payload.add_argument(
         "--payload", metavar="FILE.json", help="the JSON payload from a file ('-': stdin)"
     )
-    payload.add_argument("--alert", metavar="TEXT", help='aps.alert as a plain string')
+    payload.add_argument("--alert", metavar="TEXT", help="aps.alert as a plain string")
     payload.add_argument("--title", metavar="TEXT", help="aps.alert.title")
     payload.add_argument("--body", metavar="TEXT", help="aps.alert.body")
     payload.add_argument("--badge", type=int, metavar="N", help="aps.badge (0 clears it)")
@@ -318,9 +316,7 @@ def exit_code(accepted: int, rejected: int, failed: int, malformed: int = 0) -> 
 # -------------------------------------------------------------------------------- running
 
 
-def run_send(
-    args: argparse.Namespace, *, out: TextIO, err: TextIO, stdin: TextIO
-) -> int:
+def run_send(args: argparse.Namespace, *, out: TextIO, err: TextIO, stdin: TextIO) -> int:
     """Run ``apnskit send``.
 
     Args:
@@ -379,9 +375,7 @@ def run_send(
         notifications = []
         for token in args.token:
             try:
-                notifications.append(
-                    Notification(token, payload, apns_id=args.apns_id, **defaults)
-                )
+                notifications.append(Notification(token, payload, apns_id=args.apns_id, **defaults))
             except ApnsError as error:
                 print(f"apnskit send: invalid notification: {error}", file=err)
                 return EXIT_USAGE
@@ -489,7 +483,9 @@ def parse_line(
     payload = data.get("payload", default_payload)
     if payload is None:
         raise LineError('"payload": missing (and no payload given on the command line)', data, None)
-    kwargs = {key: data.get(key, defaults.get(key)) for key in LINE_KEYS - {"token", "payload"}}
+    kwargs: dict[str, Any] = {
+        key: data.get(key, defaults.get(key)) for key in LINE_KEYS - {"token", "payload"}
+    }
     if kwargs["topic"] is None:
         raise LineError('"topic": missing (and no --topic given)', data, None)
     try:
@@ -611,9 +607,7 @@ class BulkSend:
         Returns:
             The exit code.
         """
-        if self.source != "-" and os.path.abspath(self.source) == os.path.abspath(
-            self.failed_out
-        ):
+        if self.source != "-" and os.path.abspath(self.source) == os.path.abspath(self.failed_out):
             raise UsageError("--failed-out: must not be the input file")
         try:
             source: Any = (
@@ -761,4 +755,3 @@ def _is_tty(stream: TextIO) -> bool:
         return stream.isatty()
     except (AttributeError, ValueError):
         return False
-
