@@ -254,3 +254,25 @@ def test_non_utf8_line_is_malformed(apns: TokenServer, cli, tmp_path) -> None:
     assert run.code == 2
     assert "not UTF-8" in run.err
     assert len(apns.server.received) == 1
+
+
+def test_progress_redraws_in_place_on_a_terminal(apns: TokenServer, tmp_path) -> None:
+    import io
+
+    from apnskit.cli import main
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    source = tmp_path / "n.jsonl"
+    source.write_text("\n".join(line(t) for t in apns.registered) + "\nbad\n")
+    out, err = io.StringIO(), Terminal()
+    code = main(bulk(apns, str(source)), stdout=out, stderr=err)
+    assert code == 2
+    text = err.getvalue()
+    assert "\r\x1b[2K" in text  # redrawn in place
+    final = text.rsplit("\r\x1b[2K", 1)[1]
+    assert final.endswith("\n")
+    assert "sent 5  accepted 5  rejected 0  failed 0  malformed 1" in final
+    assert f"{source}:6: not valid JSON" in text

@@ -56,6 +56,15 @@ examples:
   apnskit send ... --payload payload.json          (or --payload - to read stdin)
   apnskit send ... --from notifications.jsonl      (one {"token": ..., "payload": {...}} a line)
 
+bulk sending (--from):
+  Each line is a JSON object: "token" (required), "payload" (required unless given on the
+  command line), and optionally "topic", "push_type", "priority", "expiration",
+  "collapse_id", "apns_id"; the command line's values are the defaults. The file is read
+  line by line, so it may hold millions. Progress goes to stderr (on a terminal, or with
+  --progress); a summary by reason ends the run. Every rejected, failed or malformed line is
+  written, with "line", "status", "reason" and "error", to --failed-out, which can be sent
+  again as it is. A malformed line is reported with its line number and skipped.
+
 """
 
 
