@@ -301,7 +301,11 @@ class AsyncPushClient:
                         data = conn.core.data_to_send()
                         if data:
                             try:
-                                await conn.stream.write(data)
+                                # The bytes were already taken from the core: a cancellation
+                                # (a caller's timeout around send()) mid-write would leave a
+                                # partial frame and corrupt the connection for everyone.
+                                with anyio.CancelScope(shield=True):
+                                    await conn.stream.write(data)
                             except ApnsError as error:
                                 dispatcher.connection_lost(conn, error, clock())
                     if done():

@@ -69,6 +69,11 @@ class _FakeConnection:
             raise ConnectionLostError("the fake connection is closed")
         self.server.receive_data(data, time.monotonic())
         self._collect()
+        if self.event is not None:
+            # The request may have scheduled a delayed reply (Fault.delay) without producing
+            # bytes: wake the async reader so it recomputes how long to wait. Without this a
+            # reader already waiting with no timer sleeps past the reply forever.
+            self.event.set()
 
     def _collect(self) -> None:
         out = self.server.data_to_send()
@@ -165,11 +170,14 @@ class _FakeAsyncStream:
 
     async def read(self) -> bytes:
         conn = self._conn
+        # Yield before taking, never after: a cancellation at a checkpoint between take() and
+        # return would lose the bytes taken (a reader cancelled when the client's driver hands
+        # over), and the client would wait forever for those responses.
+        await anyio.lowlevel.checkpoint()
         while True:
             conn.tick()
             data = conn.take()
             if data is not None:
-                await anyio.lowlevel.checkpoint()
                 return data
             if conn.closed:
                 raise ConnectionLostError("the fake connection is closed")
