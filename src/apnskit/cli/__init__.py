@@ -15,7 +15,12 @@ import sys
 from typing import TextIO
 
 from apnskit import __version__
-from apnskit._errors import ApnsError, CredentialsError
+from apnskit._errors import (
+    ApnsError,
+    ConfigurationError,
+    CredentialsError,
+    InvalidNotificationError,
+)
 from apnskit.cli._check import add_check_parser
 from apnskit.cli._demo import add_demo_parser
 from apnskit.cli._options import (
@@ -100,9 +105,8 @@ def main(
         print(f"apnskit {command}: {error}", file=err)
         print(f"(see 'apnskit {command} --help')", file=err)
         return EXIT_USAGE
-    except (CredentialsError, ValueError) as error:
-        # CredentialsError, ConfigurationError and InvalidNotificationError are ValueErrors:
-        # all say what is wrong with the input, and none carries a secret.
+    except (CredentialsError, ConfigurationError, InvalidNotificationError) as error:
+        # All three say what is wrong with the input, and none carries a secret.
         print(f"apnskit {command}: {error}", file=err)
         return EXIT_USAGE
     except ApnsError as error:
