@@ -6,42 +6,12 @@ import io
 import secrets
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import pytest
+from cli_support import TOPIC, Run, TokenServer
 
 from apnskit.cli import main
-from apnskit.testing import MockApnsServer, TokenKey
-
-TOPIC = "com.example.app"
-
-
-@dataclass
-class Run:
-    code: int
-    out: str
-    err: str
-
-
-@dataclass
-class TokenServer:
-    server: MockApnsServer
-    key: TokenKey
-    registered: list[str]
-    gone: str
-
-    @property
-    def connection(self) -> list[str]:
-        s = self.server
-        return ["--host", s.host, "--port", str(s.port), "--ca-file", s.ca_file]
-
-    @property
-    def auth(self) -> list[str]:
-        return ["--key", str(self.key.path), "--team-id", self.key.team_id]
-
-    @property
-    def args(self) -> list[str]:
-        return [*self.auth, *self.connection]
+from apnskit.testing import MockApnsServer
 
 
 @pytest.fixture(scope="module")
@@ -78,12 +48,3 @@ def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch):  #
         return Run(code, captured.out, captured.err)
 
     return run
-
-
-def closed_port() -> int:
-    """A loopback port nothing listens on."""
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import TOPIC, TokenServer, closed_port
+from cli_support import TOPIC, TokenServer, closed_port
 
 
 def line(token: str, **extra: object) -> str:

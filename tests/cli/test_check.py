@@ -7,7 +7,7 @@ import ssl
 import threading
 
 import pytest
-from conftest import TOPIC, TokenServer, closed_port
+from cli_support import TOPIC, TokenServer, closed_port
 
 from apnskit.testing import MockApnsServer
 

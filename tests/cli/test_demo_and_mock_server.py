@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import TOPIC
+from cli_support import TOPIC
 
 import apnskit
 from apnskit.cli import main

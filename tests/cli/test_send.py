@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import TOPIC, Run, TokenServer, closed_port
+from cli_support import TOPIC, Run, TokenServer, closed_port
 from cryptography.hazmat.primitives import serialization
 
 from apnskit.testing import MockApnsServer
