@@ -550,8 +550,12 @@ class MockApnsServer:
             return
         try:
             await self._serve_connection(stream)
-        except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError, ssl.SSLError):
-            pass  # The peer went away; nothing to answer.
+        except BaseException as exc:
+            # The peer went away; nothing to answer. The read loop runs in a task group, so a
+            # reset arrives wrapped in an exception group; one client must never stop the
+            # server. Anything else (cancellation included) propagates.
+            if not _is_disconnect(exc):
+                raise
         finally:
             await anyio.aclose_forcefully(stream)
 
@@ -748,6 +752,19 @@ class MockApnsServer:
     def __repr__(self) -> str:
         where = f"{self._host}:{self._port}" if self._port is not None else "not started"
         return f"<MockApnsServer {where} auth={self.auth} environment={self.environment.value}>"
+
+
+_DISCONNECTS = (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError, ssl.SSLError)
+
+
+def _is_disconnect(exc: BaseException) -> bool:
+    """True for a peer disconnect, alone or as every member of an exception group."""
+    if isinstance(exc, _DISCONNECTS):
+        return True
+    members = getattr(exc, "exceptions", None)
+    if isinstance(members, tuple) and members:
+        return all(isinstance(m, BaseException) and _is_disconnect(m) for m in members)
+    return False
 
 
 def _write_private(path: Path, data: bytes) -> None:

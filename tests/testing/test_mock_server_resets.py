@@ -1,0 +1,39 @@
+"""A client that resets its TCP connection must not stop the mock server."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import struct
+import time
+
+import apnskit
+from apnskit.testing import MockApnsServer
+
+
+def _reset_connection(server: MockApnsServer) -> None:
+    context = ssl.create_default_context(cafile=str(server.ca_file))
+    context.set_alpn_protocols(["h2"])
+    raw = socket.create_connection((server.host, server.port))
+    sock = context.wrap_socket(raw, server_hostname=server.host)
+    # Preface and an empty SETTINGS, so the server is inside its per-connection task group.
+    sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+    time.sleep(0.05)
+    # SO_LINGER 0: close() sends RST instead of FIN.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+
+
+def test_server_keeps_serving_after_client_resets() -> None:
+    with MockApnsServer() as server:
+        for _ in range(3):
+            _reset_connection(server)
+        time.sleep(0.1)
+        credentials = server.apns_token_credentials()
+        with apnskit.PushClient(
+            credentials, host=server.host, port=server.port, ca_file=str(server.ca_file)
+        ) as client:
+            result = client.send(
+                apnskit.Notification("ab" * 32, {"aps": {"alert": "x"}}, topic="com.example.app")
+            )
+        assert result.accepted
