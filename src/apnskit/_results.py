@@ -78,6 +78,15 @@ class Reason(str, enum.Enum):
         False,
         "the app already has the maximum number of channels",
     )
+    # Apple's broadcast rows of "Handling error responses from APNs": the channel limit is
+    # answered CannotCreateChannelConfig, and a missing apns-push-type MissingPushType.
+    CANNOT_CREATE_CHANNEL_CONFIG = (
+        "CannotCreateChannelConfig",
+        400,
+        False,
+        "the app has reached the maximum number of channels (10,000 per environment)",
+    )
+    MISSING_PUSH_TYPE = ("MissingPushType", 400, False, "apns-push-type is missing")
     # 403
     BAD_CERTIFICATE = ("BadCertificate", 403, False, "the certificate is bad")
     BAD_CERTIFICATE_ENVIRONMENT = (
@@ -199,6 +208,16 @@ class PushResult:
     def rejected(self) -> bool:
         """True when APNs answered and did not accept the notification."""
         return self.status is not None and not self.accepted
+
+    @property
+    def channel_id(self) -> str | None:
+        """The ``apns-channel-id`` response header (channel management), if any."""
+        return self.headers.get("apns-channel-id")
+
+    @property
+    def request_id(self) -> str | None:
+        """The ``apns-request-id`` response header (broadcast and channel management)."""
+        return self.headers.get("apns-request-id")
 
     @property
     def token_invalid(self) -> bool:
