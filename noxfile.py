@@ -45,4 +45,4 @@ def typecheck(session: nox.Session) -> None:
 def docs(session: nox.Session) -> None:
     """Build the MkDocs site with warnings as errors."""
     session.install("-e", ".[docs]")
-    session.run("mkdocs", "build", "--strict", "--site-dir", "site")
+    session.run("mkdocs", "build", "--strict", "-f", "docs/mkdocs.yml", "--site-dir", "site")
