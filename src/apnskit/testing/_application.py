@@ -3,7 +3,9 @@
 :class:`ApnsApplication` is an app for :class:`~apnskit.testing.ServerConnection`: called with
 each :class:`~apnskit.testing.ReceivedRequest`, it consults the scripted faults
 (:class:`FaultPlan`), validates the request as APNs would
-(:class:`~apnskit.testing._validation.RequestValidator`), records it in :attr:`received`
+(:class:`~apnskit.testing._validation.RequestValidator`, or for broadcast pushes and channel
+management :class:`~apnskit.testing._validation.BroadcastValidator`), records it in
+:attr:`received`
 and returns the :class:`~apnskit.testing.Reply` or :class:`~apnskit.testing.Fault`.
 
 It is thread-safe: a sync test scripts faults and reads records from its own thread while the
@@ -18,16 +20,24 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from apnskit._config import Environment
 from apnskit.testing._server_connection import Fault, ReceivedRequest, Reply, redact_headers
 from apnskit.testing._validation import (
+    MAX_CHANNELS,
+    BroadcastValidator,
+    ChannelStore,
     DeviceRegistry,
     ProviderTokenVerifier,
     RequestValidator,
     TrustedKey,
+    is_broadcast_path,
+    is_management_path,
 )
+
+if TYPE_CHECKING:
+    from apnskit._broadcast import Channel
 
 __all__ = ["ApnsApplication", "FaultPlan", "ReceivedNotification"]
 
@@ -41,6 +51,10 @@ _RETRYABLE_STATUSES = {
 @dataclass(frozen=True, slots=True)
 class ReceivedNotification:
     """One request the server received, and what it did about it.
+
+    Broadcast pushes and channel management requests are recorded too: their
+    ``device_token`` is ``""``, :attr:`channel_id` gives the channel and
+    :attr:`is_broadcast` tells a broadcast apart.
 
     Attributes:
         device_token: The token from the path (``""`` when the path has none).
@@ -93,6 +107,21 @@ class ReceivedNotification:
     def push_type(self) -> str | None:
         """The ``apns-push-type`` header."""
         return self.headers.get("apns-push-type")
+
+    @property
+    def channel_id(self) -> str | None:
+        """The ``apns-channel-id`` header (broadcasts, channel reads and deletes)."""
+        return self.headers.get("apns-channel-id")
+
+    @property
+    def is_broadcast(self) -> bool:
+        """Whether this was a broadcast push (``POST /4/broadcasts/apps/<bundle id>``)."""
+        return is_broadcast_path(self.path)
+
+
+def _check_max_channels(value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"max_channels: {value!r} must be an integer >= 0")
 
 
 def _check_count(name: str, n: int) -> None:
@@ -288,6 +317,8 @@ class ApnsApplication:
         clock: The APNs clock (UNIX seconds) used for provider token ages; by default the
             system time plus :attr:`clock_offset`.
         set_max_concurrent_streams: Called by ``faults.set_max_concurrent_streams``.
+        max_channels: Channels an app may have (Apple: 10,000 per environment); lower it to
+            test the limit.
     """
 
     def __init__(
@@ -298,9 +329,11 @@ class ApnsApplication:
         strict: bool = False,
         clock: Callable[[], float] | None = None,
         set_max_concurrent_streams: Callable[[int], None] | None = None,
+        max_channels: int = MAX_CHANNELS,
     ) -> None:
         if auth not in ("token", "certificate"):
             raise ValueError(f"auth: {auth!r} must be 'token' or 'certificate'")
+        _check_max_channels(max_channels)
         self.auth = auth
         self.environment = Environment.parse(environment)
         self.lock = threading.RLock()
@@ -315,6 +348,8 @@ class ApnsApplication:
             verifier=self.verifier,
             registry=self.registry,
         )
+        self.channel_store = ChannelStore(max_channels)
+        self.broadcast_validator = BroadcastValidator(self.validator, self.channel_store)
         self.faults = FaultPlan(self.lock, set_max_concurrent_streams)
         self.received: list[ReceivedNotification] = []
         """Every request received, in order of arrival."""
@@ -327,6 +362,49 @@ class ApnsApplication:
     @strict.setter
     def strict(self, value: bool) -> None:
         self.validator.strict = value
+
+    @property
+    def max_channels(self) -> int:
+        """Channels an app may have before creation answers ``CannotCreateChannelConfig``."""
+        return self.channel_store.max_channels
+
+    @max_channels.setter
+    def max_channels(self, value: int) -> None:
+        _check_max_channels(value)
+        with self.lock:
+            self.channel_store.max_channels = value
+
+    def create_channel(self, bundle_id: str, message_storage_policy: int = 1) -> str:
+        """Create a channel directly (no request, no limit check) and return its id."""
+        if isinstance(message_storage_policy, bool) or message_storage_policy not in (0, 1):
+            raise ValueError(f"message_storage_policy: {message_storage_policy!r} must be 0 or 1")
+        with self.lock:
+            return self.channel_store.create(bundle_id, int(message_storage_policy))
+
+    def channels(self, bundle_id: str) -> list[Channel]:
+        """The channels ``bundle_id`` has now, oldest first."""
+        from apnskit._broadcast import Channel, MessageStoragePolicy
+
+        with self.lock:
+            stored = self.channel_store.channels(bundle_id)
+        return [
+            Channel(
+                channel_id=c.channel_id,
+                bundle_id=c.bundle_id,
+                message_storage_policy=MessageStoragePolicy(c.message_storage_policy),
+                push_type=c.push_type,
+                request_id=None,
+            )
+            for c in stored
+        ]
+
+    def set_broadcast_enabled(self, bundle_id: str, enabled: bool) -> None:
+        """Enable or disable broadcast for ``bundle_id`` (disabled: 403 ``FeatureNotEnabled``)."""
+        with self.lock:
+            if enabled:
+                self.channel_store.disabled.discard(bundle_id)
+            else:
+                self.channel_store.disabled.add(bundle_id)
 
     def now(self) -> float:
         """The APNs clock, UNIX seconds."""
@@ -395,11 +473,18 @@ class ApnsApplication:
             forced, delay = self.faults._take()
             payload: Any = None
             if forced is None or (type(forced) is Fault and forced.kind == "no_reply"):
-                reply, payload = self.validator.validate(request, now)
+                path = request.path
+                if is_broadcast_path(path) or is_management_path(path):
+                    reply, payload = self.broadcast_validator.validate(request, now)
+                else:
+                    reply, payload = self.validator.validate(request, now)
             if forced is not None:
                 if type(forced) is Reply:
-                    apns_id = request.headers.get("apns-id")
-                    headers = (("apns-id", apns_id),) if apns_id else ()
+                    headers = tuple(
+                        (name, value)
+                        for name in ("apns-id", "apns-request-id")
+                        if (value := request.headers.get(name))
+                    )
                     reply = Reply(forced.status, headers, forced.reason)
                     if forced.reason == "ExpiredProviderToken":
                         self.validator.expire(request)

@@ -18,6 +18,14 @@ The server generates its own CA and a server certificate for 127.0.0.1, ::1 and 
 (with ``cryptography``) in a private temporary directory, removed when it stops. Clients
 trust it through :attr:`MockApnsServer.ca_file`.
 
+Broadcast push (iOS 18): the server answers ``POST /4/broadcasts/apps/<bundle id>`` and the
+channel management endpoints ``/1/apps/<bundle id>/channels`` (POST create, GET read, DELETE)
+and ``/1/apps/<bundle id>/all-channels`` (GET list). Apple serves channel management on other
+hosts and ports (``api-manage-broadcast[.sandbox].push.apple.com``, 2195/2196); the mock serves
+both on its one port, so point a client's management host and push host at the same
+:attr:`MockApnsServer.host` and :attr:`MockApnsServer.port`. Channels belong to the one
+environment the server plays; :meth:`MockApnsServer.channels` lists them.
+
 Requests are validated in Apple's order (see :mod:`apnskit.testing._validation`), recorded in
 :attr:`MockApnsServer.received`, and :attr:`MockApnsServer.faults` scripts failures (see
 :class:`~apnskit.testing._application.FaultPlan`). Each connection is a
@@ -53,8 +61,10 @@ from apnskit._config import Environment
 from apnskit._errors import ConfigurationError
 from apnskit.testing._application import ApnsApplication, FaultPlan, ReceivedNotification
 from apnskit.testing._server_connection import ServerConnection
+from apnskit.testing._validation import MAX_CHANNELS
 
 if TYPE_CHECKING:
+    from apnskit._broadcast import Channel
     from apnskit._credentials import TokenCredentials
 
 __all__ = ["MockApnsServer", "TokenKey"]
@@ -132,6 +142,8 @@ class MockApnsServer:
         keyfile: Its private key (PEM).
         ca_file: The CA file clients should trust when ``certfile`` is given.
         client_ca_file: Extra CA certificates trusted for client certificates.
+        max_channels: Broadcast channels an app may have (Apple: 10,000 per environment);
+            tests lower it to reach the limit quickly.
 
     Raises:
         ConfigurationError: Inconsistent options (e.g. ``certfile`` without ``keyfile``).
@@ -150,6 +162,7 @@ class MockApnsServer:
         keyfile: str | os.PathLike[str] | None = None,
         ca_file: str | os.PathLike[str] | None = None,
         client_ca_file: str | os.PathLike[str] | None = None,
+        max_channels: int = MAX_CHANNELS,
     ) -> None:
         if auth not in ("token", "certificate"):
             raise ConfigurationError(f"auth: {auth!r} must be 'token' or 'certificate'")
@@ -169,11 +182,14 @@ class MockApnsServer:
         self._keyfile = Path(keyfile) if keyfile is not None else None
         self._given_ca_file = Path(ca_file) if ca_file is not None else None
         self._client_ca_file = Path(client_ca_file) if client_ca_file is not None else None
+        if isinstance(max_channels, bool) or not isinstance(max_channels, int) or max_channels < 0:
+            raise ConfigurationError(f"max_channels: {max_channels!r} must be an integer >= 0")
         self.app = ApnsApplication(
             auth=auth,
             environment=self.environment,
             strict=strict,
             set_max_concurrent_streams=self._set_max_concurrent_streams,
+            max_channels=max_channels,
         )
         self._links: dict[int, _Link] = {}
         self._next_connection_id = 1
@@ -270,6 +286,29 @@ class MockApnsServer:
     def unregister(self, device_token: str, since: _dt.datetime | None = None) -> None:
         """Make ``device_token`` answer 410 ``Unregistered`` with ``since`` (default now)."""
         self.app.unregister(device_token, since)
+
+    # -- broadcast channels --------------------------------------------------------------------
+
+    @property
+    def max_channels(self) -> int:
+        """Channels an app may have before creation answers ``CannotCreateChannelConfig``."""
+        return self.app.max_channels
+
+    @max_channels.setter
+    def max_channels(self, value: int) -> None:
+        self.app.max_channels = value
+
+    def channels(self, bundle_id: str) -> list[Channel]:
+        """The broadcast channels ``bundle_id`` has now (:class:`apnskit.Channel`), oldest first."""
+        return self.app.channels(bundle_id)
+
+    def create_channel(self, bundle_id: str, message_storage_policy: int = 1) -> str:
+        """Create a channel without a request (and without the limit check); return its id."""
+        return self.app.create_channel(bundle_id, message_storage_policy)
+
+    def set_broadcast_enabled(self, bundle_id: str, enabled: bool) -> None:
+        """Turn broadcast off (403 ``FeatureNotEnabled``) or back on for ``bundle_id``."""
+        self.app.set_broadcast_enabled(bundle_id, enabled)
 
     def trust_key(
         self,

@@ -29,6 +29,10 @@ Order of checks (the first failing one answers):
 13. payload a JSON object, else 400 ``BadPayload``. Apple documents no reason for malformed
     JSON; this one is the mock's own, so a client must treat it as an unknown reason;
 14. token unregistered: 410 ``Unregistered`` with the ``timestamp`` of the unregistration.
+
+Broadcast pushes (``/4/broadcasts/apps/<bundle id>``) and channel management
+(``/1/apps/<bundle id>/channels``, ``/1/apps/<bundle id>/all-channels``) are answered by
+:class:`BroadcastValidator` (see the comment above it for its order of checks).
 """
 
 from __future__ import annotations
@@ -52,15 +56,22 @@ from apnskit._config import Environment
 from apnskit.testing._server_connection import ReceivedRequest, Reply
 
 __all__ = [
+    "CHANNEL_PUSH_TYPE",
+    "MAX_CHANNELS",
     "MAX_PAYLOAD_SIZE",
     "MAX_VOIP_PAYLOAD_SIZE",
     "PUSH_TYPE_SUFFIXES",
     "TOKEN_MAX_AGE",
     "TOKEN_MIN_REFRESH",
+    "BroadcastValidator",
+    "ChannelStore",
     "DeviceRegistry",
     "ProviderTokenVerifier",
     "RequestValidator",
+    "StoredChannel",
     "TrustedKey",
+    "is_broadcast_path",
+    "is_management_path",
 ]
 
 #: Payload limit for every push type but VoIP (Apple, "Sending notification requests").
@@ -449,3 +460,302 @@ def _default_certificate_topic(cert_info: Any) -> str | None:
     if len(names) == 1 and uid is not None:
         return uid
     return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Broadcast push and channel management (iOS 18)
+#
+# From Apple's "Sending broadcast push notification requests to APNs", "Sending channel
+# management requests to APNs" and the broadcast rows of "Handling error responses from APNs"
+# (the rules are summarized in apnskit._broadcast's docstring). Apple gives no order for these
+# checks; this one follows the device-push order: method, path, headers, authentication,
+# topic, channel, push type, priority, expiration, request id, payload.
+#
+# Real clients send channel management to another host and port
+# (api-manage-broadcast[.sandbox].push.apple.com:2195/2196); the mock serves the push paths
+# (/3/device, /4/broadcasts) and the management paths (/1/apps) on its one port.
+
+#: The ``push-type`` of a channel (Apple: "The only allowed value is LiveActivity").
+CHANNEL_PUSH_TYPE = "LiveActivity"
+#: Channels per app per environment (Apple, "Sending channel management requests").
+MAX_CHANNELS = 10_000
+
+_BROADCAST_PREFIX = "/4/broadcasts/apps/"
+_MANAGE_PREFIX = "/1/apps/"
+_BASE64_RE = re.compile(r"[A-Za-z0-9+/]+={0,2}")
+_BROADCAST_EVENTS = frozenset({"update", "end"})
+
+
+@dataclass(frozen=True, slots=True)
+class StoredChannel:
+    """A channel the mock server holds.
+
+    Attributes:
+        channel_id: Its id (base64 of 16 random bytes).
+        bundle_id: The app it belongs to.
+        message_storage_policy: 0 (no message stored) or 1 (most recent message stored).
+        push_type: As created (``"LiveActivity"``).
+    """
+
+    channel_id: str
+    bundle_id: str
+    message_storage_policy: int
+    push_type: str = CHANNEL_PUSH_TYPE
+
+
+class ChannelStore:
+    """The channels of each app, in the one environment the server plays.
+
+    Args:
+        max_channels: How many channels an app may have (Apple: 10,000 per environment).
+    """
+
+    def __init__(self, max_channels: int = MAX_CHANNELS) -> None:
+        self.max_channels = max_channels
+        self._channels: dict[str, dict[str, StoredChannel]] = {}
+        self.disabled: set[str] = set()
+        """Bundle IDs for which broadcast is not enabled (``403 FeatureNotEnabled``)."""
+
+    def create(self, bundle_id: str, policy: int, push_type: str = CHANNEL_PUSH_TYPE) -> str:
+        """Create a channel and return its id (no limit check: see :meth:`full`)."""
+        channel_id = base64.b64encode(uuid.uuid4().bytes).decode("ascii")
+        self._channels.setdefault(bundle_id, {})[channel_id] = StoredChannel(
+            channel_id, bundle_id, policy, push_type
+        )
+        return channel_id
+
+    def full(self, bundle_id: str) -> bool:
+        """Whether ``bundle_id`` already has :attr:`max_channels` channels."""
+        return len(self._channels.get(bundle_id, {})) >= self.max_channels
+
+    def get(self, bundle_id: str, channel_id: str) -> StoredChannel | None:
+        """The channel ``channel_id`` of ``bundle_id``, or ``None``."""
+        return self._channels.get(bundle_id, {}).get(channel_id)
+
+    def delete(self, bundle_id: str, channel_id: str) -> bool:
+        """Delete a channel; whether it existed."""
+        return self._channels.get(bundle_id, {}).pop(channel_id, None) is not None
+
+    def channels(self, bundle_id: str) -> list[StoredChannel]:
+        """The channels of ``bundle_id``, oldest first."""
+        return list(self._channels.get(bundle_id, {}).values())
+
+
+def is_broadcast_path(path: str) -> bool:
+    """Whether ``path`` is a broadcast push (``/4/broadcasts/apps/...``)."""
+    return path.startswith(_BROADCAST_PREFIX)
+
+
+def is_management_path(path: str) -> bool:
+    """Whether ``path`` is a channel management request (``/1/apps/...``)."""
+    return path.startswith(_MANAGE_PREFIX)
+
+
+def _channel_id_problem(channel_id: str | None) -> str | None:
+    if channel_id is None or not channel_id:
+        return "MissingChannelId"
+    if _BASE64_RE.fullmatch(channel_id) is None:
+        return "BadChannelId"
+    try:
+        base64.b64decode(channel_id, validate=True)
+    except (binascii.Error, ValueError):
+        return "BadChannelId"
+    return None
+
+
+_Answer = tuple[int, str | None, bytes | None, tuple[tuple[str, str], ...]]
+
+
+class BroadcastValidator:
+    """Answers broadcast pushes and channel management requests as APNs would.
+
+    It shares authentication (provider tokens, certificates) with the device-push
+    :class:`RequestValidator`.
+
+    Args:
+        requests: The device-push validator (for authentication and the environment).
+        store: The channels.
+    """
+
+    def __init__(self, requests: RequestValidator, store: ChannelStore) -> None:
+        self.requests = requests
+        self.store = store
+
+    def validate(self, request: ReceivedRequest, now: float) -> tuple[Reply, Any]:
+        """Check a broadcast or management request and build the reply (and decoded body)."""
+        request_id = request.headers.get("apns-request-id")
+        if request_id is None or _UUID_RE.fullmatch(request_id) is None:
+            # Apple: APNs makes a request id when the request has none, and echoes it back.
+            echo_id = str(uuid.uuid4())
+        else:
+            echo_id = request_id
+        if is_broadcast_path(request.path):
+            status, reason, body, extra, payload = self._broadcast(request, now)
+        else:
+            status, reason, body, extra = self._manage(request, now)
+            payload = None
+        headers = (("apns-request-id", echo_id), *extra)
+        return Reply(status, headers, reason, body=body), payload
+
+    # -- shared checks --------------------------------------------------------------------
+
+    def _common(self, request: ReceivedRequest, bundle: str, now: float) -> tuple[int, str] | None:
+        if not bundle or "/" in bundle or "?" in bundle:
+            return 404, "BadPath"
+        if request.duplicate_headers:
+            return 400, "DuplicateHeaders"
+        validator = self.requests
+        key: TrustedKey | None = None
+        cert_info = request.connection.client_certificate_info if request.connection else None
+        if validator.auth == "token":
+            failure, key = validator._check_provider_token(
+                request, request.headers.get("authorization"), now
+            )
+            if failure is not None:
+                return failure[0], failure[1]
+        elif (
+            cert_info is not None
+            and cert_info.environments
+            and validator.environment not in cert_info.environments
+        ):
+            return 403, "BadCertificateEnvironment"
+        if _TOPIC_RE.fullmatch(bundle) is None:
+            return 400, "BadTopic"
+        if cert_info is not None and not (
+            cert_info.allows_topic(bundle)
+            or cert_info.allows_topic(bundle + ".push-type.liveactivity")
+        ):
+            return 400, "TopicDisallowed"
+        if key is not None and key.topics is not None and bundle not in key.topics:
+            return 400, "TopicDisallowed"
+        if bundle in self.store.disabled:
+            # Apple: FeatureNotEnabled when broadcast is not enabled for the app.
+            return 403, "FeatureNotEnabled"
+        request_id = request.headers.get("apns-request-id")
+        if request_id is not None and _UUID_RE.fullmatch(request_id) is None:
+            # Apple documents no reason for a malformed apns-request-id; the mock answers as
+            # for a malformed apns-id.
+            return 400, "BadMessageId"
+        return None
+
+    def _lookup(self, request: ReceivedRequest, bundle: str) -> tuple[int, str] | StoredChannel:
+        channel_id = request.headers.get("apns-channel-id")
+        problem = _channel_id_problem(channel_id)
+        if problem is not None:
+            return 400, problem
+        assert channel_id is not None
+        channel = self.store.get(bundle, channel_id)
+        if channel is None:
+            # Apple: "The apns-channel-id header used in the request doesn't exist." Channels
+            # belong to one app in one environment.
+            return 400, "ChannelNotRegistered"
+        return channel
+
+    # -- POST /4/broadcasts/apps/<bundle> -------------------------------------------------------
+
+    def _broadcast(
+        self, request: ReceivedRequest, now: float
+    ) -> tuple[int, str | None, bytes | None, tuple[tuple[str, str], ...], Any]:
+        if request.method != "POST":
+            return 405, "MethodNotAllowed", None, (), None
+        bundle = request.path[len(_BROADCAST_PREFIX) :]
+        failure = self._common(request, bundle, now)
+        if failure is not None:
+            return failure[0], failure[1], None, (), None
+        found = self._lookup(request, bundle)
+        if not isinstance(found, StoredChannel):
+            return found[0], found[1], None, (), None
+        headers = request.headers
+        push_type = headers.get("apns-push-type")
+        if push_type is None:
+            return 400, "MissingPushType", None, (), None
+        if push_type != "liveactivity":
+            return 400, "InvalidPushType", None, (), None
+        priority = headers.get("apns-priority")
+        if priority is not None and priority not in _PRIORITIES:
+            return 400, "BadPriority", None, (), None
+        expiration = headers.get("apns-expiration")
+        if expiration is not None:
+            if not (expiration.isascii() and expiration.isdigit()):
+                return 400, "BadExpirationDate", None, (), None
+            if found.message_storage_policy == 0 and int(expiration) != 0:
+                # Apple: on a "No Message Stored" channel apns-expiration must be 0.
+                return 400, "BadExpirationDate", None, (), None
+        body = request.body
+        if not body:
+            return 400, "PayloadEmpty", None, (), None
+        if len(body) > MAX_PAYLOAD_SIZE:
+            return 413, "PayloadTooLarge", None, (), None
+        try:
+            payload = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            return 400, "BadPayload", None, (), None
+        aps = payload.get("aps") if isinstance(payload, dict) else None
+        if not isinstance(aps, dict) or aps.get("event") not in _BROADCAST_EVENTS:
+            # Apple documents no reason for a broadcast that is not a Live Activity update or
+            # end; BadPayload is the mock's own (as for malformed JSON).
+            return 400, "BadPayload", None, (), payload
+        return 200, None, None, (), payload
+
+    # -- /1/apps/<bundle>/channels and /1/apps/<bundle>/all-channels -----------------------------
+
+    def _manage(self, request: ReceivedRequest, now: float) -> _Answer:
+        rest = request.path[len(_MANAGE_PREFIX) :]
+        bundle, _, resource = rest.partition("/")
+        if resource == "channels":
+            allowed: tuple[str, ...] = ("POST", "GET", "DELETE")
+        elif resource == "all-channels":
+            allowed = ("GET",)
+        else:
+            return 404, "BadPath", None, ()
+        if request.method not in allowed:
+            return 405, "MethodNotAllowed", None, ()
+        failure = self._common(request, bundle, now)
+        if failure is not None:
+            return failure[0], failure[1], None, ()
+        if resource == "all-channels":
+            ids = [c.channel_id for c in self.store.channels(bundle)]
+            return 200, None, _json({"channels": ids}), ()
+        if request.method == "POST":
+            return self._create(request, bundle)
+        found = self._lookup(request, bundle)
+        if not isinstance(found, StoredChannel):
+            return found[0], found[1], None, ()
+        if request.method == "GET":
+            body = {
+                "message-storage-policy": found.message_storage_policy,
+                "push-type": found.push_type,
+            }
+            return 200, None, _json(body), ()
+        self.store.delete(bundle, found.channel_id)
+        return 204, None, None, ()
+
+    def _create(self, request: ReceivedRequest, bundle: str) -> _Answer:
+        try:
+            body = json.loads(request.body) if request.body else None
+        except (ValueError, UnicodeDecodeError):
+            body = None
+        if not isinstance(body, dict):
+            # Apple documents no reason for a missing or malformed creation body.
+            return 400, "BadPayload", None, ()
+        push_type = body.get("push-type")
+        if push_type is None:
+            return 400, "MissingPushType", None, ()
+        # Apple spells it "LiveActivity"; whether APNs compares case-sensitively is not
+        # documented, so the mock accepts any case.
+        if not isinstance(push_type, str) or push_type.lower() != "liveactivity":
+            return 400, "InvalidPushType", None, ()
+        policy = body.get("message-storage-policy")
+        if isinstance(policy, bool) or policy not in (0, 1):
+            # Apple documents no reason for a bad message-storage-policy; InvalidPolicy is the
+            # mock's (apnskit.Reason.INVALID_POLICY).
+            return 400, "InvalidPolicy", None, ()
+        if self.store.full(bundle):
+            # Apple: CannotCreateChannelConfig, "You have reached the maximum channel limit".
+            return 400, "CannotCreateChannelConfig", None, ()
+        channel_id = self.store.create(bundle, int(policy), push_type)
+        return 201, None, None, (("apns-channel-id", channel_id),)
+
+
+def _json(value: object) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
