@@ -96,13 +96,11 @@ class Client:
 
 
 @pytest.fixture
-def make_client(flavor: str) -> Iterable[Callable[..., Client]]:
-    """Build clients of the test's flavour; the sync ones are closed afterwards."""
+async def make_client(flavor: str) -> AsyncIterator[Callable[..., Client]]:
+    """Build clients of the test's flavour; each is closed afterwards (closing twice is fine)."""
     made: list[Client] = []
 
-    def factory(
-        transport: Any = None, credentials: Any = None, **kwargs: Any
-    ) -> Client:
+    def factory(transport: Any = None, credentials: Any = None, **kwargs: Any) -> Client:
         cls = apnskit.AsyncPushClient if flavor != "sync" else apnskit.PushClient
         if transport is not None:
             kwargs["transport"] = transport
@@ -114,8 +112,7 @@ def make_client(flavor: str) -> Iterable[Callable[..., Client]]:
 
     yield factory
     for client in made:
-        if not client.is_async:
-            client.inner.close()
+        await client.close()
 
 
 def requests_per_id(transport: FakeTransport) -> dict[str, int]:

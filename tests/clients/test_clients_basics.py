@@ -11,7 +11,7 @@ import pytest
 from conftest import FAST_RETRY, Client, echo, notification, requests_per_id, token_credentials
 
 import apnskit
-from apnskit.testing import Fault, FakeTransport, ReceivedRequest, Reply
+from apnskit.testing import FakeTransport, Fault, ReceivedRequest, Reply
 
 pytestmark = pytest.mark.anyio
 
@@ -41,7 +41,8 @@ def test_public_member_signatures_match(name: str) -> None:
     assert [(p.name, p.kind, p.default) for p in s_params] == [
         (p.name, p.kind, p.default) for p in a_params
     ]
-    assert not inspect.iscoroutinefunction(s) and not inspect.isasyncgenfunction(s)
+    assert not inspect.iscoroutinefunction(s)
+    assert not inspect.isasyncgenfunction(s)
     assert inspect.iscoroutinefunction(a) or inspect.isasyncgenfunction(a)
     if inspect.isgeneratorfunction(s):
         assert inspect.isasyncgenfunction(a)
@@ -56,7 +57,8 @@ def test_constructors_match() -> None:
 
 
 def test_context_manager_protocols() -> None:
-    assert hasattr(apnskit.PushClient, "__enter__") and hasattr(apnskit.PushClient, "__exit__")
+    assert hasattr(apnskit.PushClient, "__enter__")
+    assert hasattr(apnskit.PushClient, "__exit__")
     assert inspect.iscoroutinefunction(apnskit.AsyncPushClient.__aenter__)
     assert inspect.iscoroutinefunction(apnskit.AsyncPushClient.__aexit__)
 
@@ -85,7 +87,8 @@ async def test_send_accepted(make_client: Callable[..., Client]) -> None:
     client = make_client(transport)
     n = notification()
     result = await client.send(n)
-    assert result.accepted and result.status == 200
+    assert result.accepted
+    assert result.status == 200
     assert result.apns_id == n.apns_id
     assert result.notification is n
     assert result.raise_for_status() is result
@@ -100,19 +103,24 @@ async def test_send_accepted(make_client: Callable[..., Client]) -> None:
 async def test_rejections_are_results(make_client: Callable[..., Client]) -> None:
     client = make_client(FakeTransport(_router))
     gone = await client.send(notification("dead" * 16))
-    assert gone.status == 410 and gone.reason is apnskit.Reason.UNREGISTERED
+    assert gone.status == 410
+    assert gone.reason is apnskit.Reason.UNREGISTERED
     assert gone.timestamp == dt.datetime(2023, 11, 14, 22, 13, 20, tzinfo=dt.timezone.utc)
-    assert gone.token_invalid and gone.rejected and not gone.accepted
+    assert gone.token_invalid
+    assert gone.rejected
+    assert not gone.accepted
     with pytest.raises(apnskit.PushRejectedError) as info:
         gone.raise_for_status()
     assert info.value.result is gone
 
     bad = await client.send(notification("bad0" * 16))
-    assert bad.status == 400 and bad.reason is apnskit.Reason.BAD_DEVICE_TOKEN
+    assert bad.status == 400
+    assert bad.reason is apnskit.Reason.BAD_DEVICE_TOKEN
     assert bad.attempts == 1  # not retried
 
     unknown = await client.send(notification("beef" * 16))
-    assert unknown.status == 400 and unknown.reason == "SomethingAppleAddedLater"
+    assert unknown.status == 400
+    assert unknown.reason == "SomethingAppleAddedLater"
     assert not isinstance(unknown.reason, apnskit.Reason)
     with pytest.raises(apnskit.PushRejectedError, match="SomethingAppleAddedLater"):
         unknown.raise_for_status()
@@ -150,7 +158,8 @@ async def test_send_many_pipelines(make_client: Callable[..., Client]) -> None:
     client = make_client(transport)
     items = [notification() for _ in range(400)]
     results = await client.send_many(items)
-    assert len(results) == 400 and all(r.accepted for r in results)
+    assert len(results) == 400
+    assert all(r.accepted for r in results)
     assert peak[0] >= 200
     await client.close()
 
@@ -192,7 +201,8 @@ async def test_non_notifications_fail_without_crashing(make_client: Callable[...
     assert by_item[id(good)].accepted
     for item in items[1:]:
         result = by_item[id(item)]
-        assert result.failed and result.status is None
+        assert result.failed
+        assert result.status is None
         assert isinstance(result.error, apnskit.InvalidNotificationError)
     single = await client.send(42)
     assert isinstance(single.error, apnskit.InvalidNotificationError)
@@ -229,17 +239,13 @@ async def test_context_managers(flavor: str) -> None:
     if flavor == "sync":
         with apnskit.PushClient(creds, environment="sandbox", transport=transport) as client:
             assert client.send(notification()).accepted
-    else:
-        async with apnskit.AsyncPushClient(
-            creds, environment="sandbox", transport=transport
-        ) as aclient:
-            assert (await aclient.send(notification())).accepted
-        client = aclient  # type: ignore[assignment]
-    with pytest.raises(apnskit.ClientClosedError):
-        if flavor == "sync":
+        with pytest.raises(apnskit.ClientClosedError):
             client.send(notification())
-        else:
-            await aclient.send(notification())
+        return
+    async with apnskit.AsyncPushClient(creds, environment="sandbox", transport=transport) as ac:
+        assert (await ac.send(notification())).accepted
+    with pytest.raises(apnskit.ClientClosedError):
+        await ac.send(notification())
 
 
 @pytest.mark.parametrize("flavor", ["asyncio", "trio"])
@@ -249,7 +255,8 @@ async def test_async_client_without_async_with(flavor: str) -> None:
     )
     assert (await client.send(notification())).accepted
     results = [r async for r in client.send_many([notification() for _ in range(50)])]
-    assert len(results) == 50 and all(r.accepted for r in results)
+    assert len(results) == 50
+    assert all(r.accepted for r in results)
     await client.close()
 
 

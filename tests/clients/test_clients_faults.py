@@ -9,11 +9,11 @@ from typing import Any
 
 import anyio
 import pytest
-from conftest import KEY_PEM, Client, echo, notification, requests_per_id, token_credentials
+from conftest import KEY_PEM, Client, echo, notification, requests_per_id
 
 import apnskit
 from apnskit._core.connection import ApnsConnection
-from apnskit.testing import Fault, FakeTransport, ReceivedRequest, Reply
+from apnskit.testing import FakeTransport, Fault, ReceivedRequest, Reply
 
 pytestmark = pytest.mark.anyio
 
@@ -26,7 +26,7 @@ async def _sleep(client: Client, seconds: float) -> None:
     if client.is_async:
         await anyio.sleep(seconds)
     else:
-        time.sleep(seconds)
+        time.sleep(seconds)  # noqa: ASYNC251 - the sync client is meant to block here
 
 
 class Peak:
@@ -63,14 +63,12 @@ async def test_goaway_resends_unprocessed_once(make_client: Callable[..., Client
     client = make_client(transport, event_hook=events.append)
     items = [notification() for _ in range(200)]
     results = await client.send_many(items)
-    assert len(results) == 200 and all(r.accepted for r in results), [
-        r for r in results if not r.accepted
-    ][:3]
-    assert set(accepted.values()) == {1} and len(accepted) == 200
+    assert len(results) == 200
+    assert all(r.accepted for r in results), [r for r in results if not r.accepted][:3]
+    assert set(accepted.values()) == {1}
+    assert len(accepted) == 200
     assert transport.connections == 2
-    assert any(
-        isinstance(e, apnskit.ConnectionClosed) and "Shutdown" in e.reason for e in events
-    )
+    assert any(isinstance(e, apnskit.ConnectionClosed) and "Shutdown" in e.reason for e in events)
     assert any(isinstance(e, apnskit.RetryScheduled) for e in events)
     await client.close()
 
@@ -89,7 +87,8 @@ async def test_goaway_with_processed_reply_not_resent(make_client: Callable[...,
     # The next notification goes on a new connection.
     m = notification()
     result = await client.send(m)
-    assert result.accepted and result.attempts == 1
+    assert result.accepted
+    assert result.attempts == 1
     assert transport.requests[-1].connection_id == 2
     await client.close()
 
@@ -102,7 +101,8 @@ async def test_drop_resends_then_fails(make_client: Callable[..., Client]) -> No
     client = make_client(transport)
     n = notification()
     result = await client.send(n)
-    assert result.failed and result.status is None
+    assert result.failed
+    assert result.status is None
     assert isinstance(result.error, apnskit.ConnectionLostError)
     assert requests_per_id(transport) == {n.apns_id: 3}  # RetryPolicy.max_attempts
     assert result.attempts == 3
@@ -117,11 +117,11 @@ async def test_drop_once_then_accepted(make_client: Callable[..., Client]) -> No
     client = make_client(transport)
     items = [notification() for _ in range(30)]
     results = await client.send_many(items)
-    assert all(r.accepted for r in results) and len(results) == 30
-    accepted_ids = Counter(
-        r.headers["apns-id"] for r in transport.requests if r.connection_id > 1
-    )
-    assert set(accepted_ids.values()) == {1} and len(accepted_ids) == 30
+    assert all(r.accepted for r in results)
+    assert len(results) == 30
+    accepted_ids = Counter(r.headers["apns-id"] for r in transport.requests if r.connection_id > 1)
+    assert set(accepted_ids.values()) == {1}
+    assert len(accepted_ids) == 30
     await client.close()
 
 
@@ -135,7 +135,8 @@ async def test_refused_stream_is_retried(make_client: Callable[..., Client]) -> 
 
     client = make_client(FakeTransport(handler))
     result = await client.send(notification())
-    assert result.accepted and result.attempts == 2
+    assert result.accepted
+    assert result.attempts == 2
     await client.close()
 
 
@@ -144,7 +145,8 @@ async def test_refused_stream_forever_fails(make_client: Callable[..., Client]) 
     client = make_client(transport)
     n = notification()
     result = await client.send(n)
-    assert result.failed and isinstance(result.error, apnskit.ConnectionLostError)
+    assert result.failed
+    assert isinstance(result.error, apnskit.ConnectionLostError)
     assert requests_per_id(transport) == {n.apns_id: 3}
     await client.close()
 
@@ -153,7 +155,8 @@ async def test_other_stream_reset_is_not_retried(make_client: Callable[..., Clie
     transport = FakeTransport(lambda request: Fault.reset(error_code=0x2))  # INTERNAL_ERROR
     client = make_client(transport)
     result = await client.send(notification())
-    assert result.failed and isinstance(result.error, apnskit.ConnectionLostError)
+    assert result.failed
+    assert isinstance(result.error, apnskit.ConnectionLostError)
     assert len(transport.requests) == 1
     await client.close()
 
@@ -182,11 +185,14 @@ async def test_retryable_statuses(
     client = make_client(transport, event_hook=events.append)
     recovers = notification(apns_id=ONCE)
     result = await client.send(recovers)
-    assert result.accepted and result.attempts == 3
+    assert result.accepted
+    assert result.attempts == 3
 
     never = notification(apns_id=NEVER)
     final = await client.send(never)
-    assert final.status == status and final.reason == reason and final.rejected
+    assert final.status == status
+    assert final.reason == reason
+    assert final.rejected
     assert final.attempts == 3
     assert seen[never.apns_id or ""] == 3
     retries = [e for e in events if isinstance(e, apnskit.RetryScheduled)]
@@ -211,7 +217,9 @@ async def test_other_rejections_not_retried(
     transport = FakeTransport(lambda request: echo(request, status, reason))
     client = make_client(transport)
     result = await client.send(notification())
-    assert result.status == status and result.reason == reason and result.attempts == 1
+    assert result.status == status
+    assert result.reason == reason
+    assert result.attempts == 1
     assert isinstance(result.reason, apnskit.Reason)
     assert len(transport.requests) == 1
     await client.close()
@@ -236,7 +244,8 @@ async def test_expired_provider_token_renews_and_resends_once(
     transport = FakeTransport(handler)
     client = make_client(transport, credentials=credentials)
     result = await client.send(notification(apns_id=ONCE))
-    assert result.accepted and result.attempts == 2
+    assert result.accepted
+    assert result.attempts == 2
     first, second = transport.requests[0], transport.requests[1]
     assert first.headers["authorization"] != second.headers["authorization"]
     assert credentials.generation == 2
@@ -245,7 +254,8 @@ async def test_expired_provider_token_renews_and_resends_once(
     now[0] += 120  # old enough that the credentials do not blame the clock
     never = notification(apns_id=NEVER)
     final = await client.send(never)
-    assert final.status == 403 and final.reason is apnskit.Reason.EXPIRED_PROVIDER_TOKEN
+    assert final.status == 403
+    assert final.reason is apnskit.Reason.EXPIRED_PROVIDER_TOKEN
     assert seen[never.apns_id or ""] == 2
     assert credentials.generation == 3
     await client.close()
@@ -255,10 +265,13 @@ async def test_expired_fresh_tokens_blame_the_clock(make_client: Callable[..., C
     transport = FakeTransport(lambda r: echo(r, 403, "ExpiredProviderToken"))
     client = make_client(transport)
     first = await client.send(notification())
-    assert first.status == 403 and first.error is None and len(transport.requests) == 2
+    assert first.status == 403
+    assert first.error is None
+    assert len(transport.requests) == 2
     # Rejected right after renewal again: the credentials say the clock is wrong.
     second = await client.send(notification())
-    assert second.status == 403 and isinstance(second.error, apnskit.CredentialsError)
+    assert second.status == 403
+    assert isinstance(second.error, apnskit.CredentialsError)
     assert "clock" in str(second.error)
     assert len(transport.requests) == 3
     await client.close()
@@ -277,7 +290,8 @@ async def test_deadline_gives_timeout_result(make_client: Callable[..., Client])
     started = time.monotonic()
     result = await client.send(notification(apns_id=NEVER))
     elapsed = time.monotonic() - started
-    assert result.failed and isinstance(result.error, apnskit.DeadlineExceededError)
+    assert result.failed
+    assert isinstance(result.error, apnskit.DeadlineExceededError)
     assert isinstance(result.error, TimeoutError)
     assert 0.15 <= elapsed < 1.5
     # The connection still works afterwards (the stream was cancelled, not the connection).
@@ -293,7 +307,8 @@ async def test_deadline_in_send_many(make_client: Callable[..., Client]) -> None
     results = await client.send_many([notification() for _ in range(40)])
     assert len(results) == 40
     late = [r for r in results if r.failed]
-    assert late and all(isinstance(r.error, apnskit.DeadlineExceededError) for r in late)
+    assert late
+    assert all(isinstance(r.error, apnskit.DeadlineExceededError) for r in late)
     assert sum(r.accepted for r in results) == 40 - len(late)
     await client.close()
 
@@ -307,7 +322,8 @@ async def test_connect_failures_back_off_then_succeed(make_client: Callable[...,
     client = make_client(transport, event_hook=events.append)
     result = await client.send(notification())
     assert result.accepted
-    assert transport.connect_attempts == 3 and transport.connections == 1
+    assert transport.connect_attempts == 3
+    assert transport.connections == 1
     failed = [e for e in events if isinstance(e, apnskit.ConnectionFailed)]
     assert len(failed) == 2
     assert all(isinstance(e.error, apnskit.ConnectError) and e.retry_in > 0 for e in failed)
@@ -338,8 +354,10 @@ async def test_holds_one_stream_until_first_success(make_client: Callable[..., C
     peak.transport = transport
     client = make_client(transport, limits=apnskit.Limits(max_connections=1))
     results = await client.send_many([notification() for _ in range(100)])
-    assert all(r.accepted for r in results) and len(results) == 100
-    assert peak.seen[0] == 1 and peak.seen[1] == 1  # the second waited for the first reply
+    assert all(r.accepted for r in results)
+    assert len(results) == 100
+    assert peak.seen[0] == 1
+    assert peak.seen[1] == 1
     assert max(peak.seen) == 8  # then the announced limit, never more
     assert transport.connections == 1
     await client.close()
@@ -359,7 +377,8 @@ async def test_stream_limit_lowered_mid_connection(make_client: Callable[..., Cl
     peak.transport = transport
     client = make_client(transport, limits=apnskit.Limits(max_connections=1))
     results = await client.send_many([notification() for _ in range(200)])
-    assert all(r.accepted for r in results) and len(results) == 200
+    assert all(r.accepted for r in results)
+    assert len(results) == 200
     assert max(peak.seen[:20]) > 3
     assert max(peak.seen[100:]) <= 3
     assert transport.connections == 1  # no PROTOCOL_ERROR GOAWAY from the server
@@ -388,7 +407,8 @@ async def test_pool_grows_to_max_connections(make_client: Callable[..., Client])
     peak.transport = transport
     client = make_client(transport, limits=apnskit.Limits(max_connections=3))
     results = await client.send_many([notification() for _ in range(300)])
-    assert all(r.accepted for r in results) and len(results) == 300
+    assert all(r.accepted for r in results)
+    assert len(results) == 300
     assert transport.connections == 3
     assert max(peak.seen) <= 30
     assert {r.connection_id for r in transport.requests} == {1, 2, 3}
@@ -435,7 +455,8 @@ async def test_dead_idle_connection_is_replaced(make_client: Callable[..., Clien
     await _sleep(client, 0.1)
     started = time.monotonic()
     result = await client.send(notification())
-    assert result.accepted and result.attempts == 1  # never sent on the dead one
+    assert result.accepted
+    assert result.attempts == 1
     assert time.monotonic() - started < 1.0
     assert transport.connections == 2
     closed = [e for e in events if isinstance(e, apnskit.ConnectionClosed)]
@@ -467,7 +488,8 @@ async def test_event_hook_sees_everything(make_client: Callable[..., Client]) ->
     assert kinds.count(apnskit.ResultReady) == 1
     assert kinds.count(apnskit.ConnectionClosed) == 1
     sent = [e for e in events if isinstance(e, apnskit.NotificationSent)]
-    assert [e.attempt for e in sent] == [1, 2] and all(e.notification is n for e in sent)
+    assert [e.attempt for e in sent] == [1, 2]
+    assert all(e.notification is n for e in sent)
     ready = next(e for e in events if isinstance(e, apnskit.ResultReady))
     assert ready.result is result
     assert kinds.index(apnskit.ConnectionOpened) < kinds.index(apnskit.NotificationSent)
@@ -485,3 +507,21 @@ async def test_raising_event_hook_does_not_break_sending(
     assert all(r.accepted for r in results)
     await client.close()
     assert any("event hook" in r.getMessage() for r in caplog.records)
+
+
+async def test_pool_waits_for_held_connection_to_open_up(
+    make_client: Callable[..., Client],
+) -> None:
+    # Token auth: one stream until the first success. Opening more connections meanwhile
+    # would only give more held connections (and TLS handshakes) for nothing.
+    transport = FakeTransport(
+        lambda r: Fault.delay(0.01, echo(r)),
+        max_concurrent_streams=500,
+        hold_streams_until_success=True,
+    )
+    client = make_client(transport, limits=apnskit.Limits(max_connections=4))
+    results = await client.send_many([notification() for _ in range(300)])
+    assert all(r.accepted for r in results)
+    assert len(results) == 300
+    assert transport.connections == 1
+    await client.close()

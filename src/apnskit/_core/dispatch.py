@@ -212,6 +212,7 @@ class PooledConnection:
     """A connection slot in the pool: the core, plus what the client attaches to it."""
 
     __slots__ = (
+        "answered",
         "core",
         "id",
         "last_activity",
@@ -233,6 +234,8 @@ class PooledConnection:
         self.stream: Any = None
         self.last_activity = 0.0
         self.ping_deadline: float | None = None
+        #: True once any response arrived on it (see connections_to_open).
+        self.answered = False
 
     def __repr__(self) -> str:
         return f"<PooledConnection {self.id} {self.state} in_flight={self.core.in_flight}>"
@@ -345,6 +348,11 @@ class Dispatcher:
             return []
         # A connection that has not yet seen SETTINGS may soon allow many more streams.
         if any(not c.core.settings_received for c in live):
+            return []
+        # Likewise a token connection held at one stream until its first answer: APNs raises
+        # the limit after a success, and a second connection would start held too, costing a
+        # TLS handshake for nothing (it used to open as soon as the first request went out).
+        if self._hold and any(not c.answered for c in live):
             return []
         conn = PooledConnection(
             self._next_connection_id,
@@ -503,6 +511,7 @@ class Dispatcher:
         conn.last_activity = now
         for event in conn.core.receive_data(data, now):
             if type(event) is ResponseReceived:
+                conn.answered = True
                 self._on_response(event, now)
             elif type(event) is StreamReset:
                 self._on_reset(event, now)

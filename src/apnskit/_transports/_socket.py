@@ -20,6 +20,13 @@ def map_connect_error(host: str, port: int, error: BaseException) -> ConnectErro
     where = f"{host}:{port}"
     if isinstance(error, ConnectError):
         return error
+    cause = error.__cause__
+    if type(error) is OSError and error.errno is None and isinstance(cause, BaseException):
+        # anyio.connect_tcp reports a bare "All connection attempts failed" with the real
+        # error (or an exception group of them, one per address) as the cause: name that
+        # instead, so "refused" or the TLS hint reaches the caller.
+        nested = getattr(cause, "exceptions", None)
+        return map_connect_error(host, port, nested[0] if nested else cause)
     if isinstance(error, (socket.timeout, TimeoutError)):
         return ConnectTimeoutError(f"connecting to {where} timed out")
     if isinstance(error, socket.gaierror):
