@@ -71,6 +71,9 @@ async def test_goaway_resends_unprocessed_once(make_client: Callable[..., Client
     assert any(isinstance(e, apnskit.ConnectionClosed) and "Shutdown" in e.reason for e in events)
     assert any(isinstance(e, apnskit.RetryScheduled) for e in events)
     await client.close()
+    closed = [e.connection_id for e in events if isinstance(e, apnskit.ConnectionClosed)]
+    assert sorted(closed) == [1, 2]  # each connection reported closed exactly once
+    await client.close()
 
 
 async def test_goaway_with_processed_reply_not_resent(make_client: Callable[..., Client]) -> None:

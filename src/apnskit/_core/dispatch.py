@@ -213,6 +213,7 @@ class PooledConnection:
 
     __slots__ = (
         "answered",
+        "closed_reported",
         "core",
         "id",
         "last_activity",
@@ -236,6 +237,9 @@ class PooledConnection:
         self.ping_deadline: float | None = None
         #: True once any response arrived on it (see connections_to_open).
         self.answered = False
+        #: True once ConnectionClosed was emitted: a GOAWAY reports it, the later drain or
+        #: loss of the same connection must not report it a second time.
+        self.closed_reported = False
 
     def __repr__(self) -> str:
         return f"<PooledConnection {self.id} {self.state} in_flight={self.core.in_flight}>"
@@ -426,7 +430,7 @@ class Dispatcher:
                     tickets.extend(event.abandoned)
                 conn.state = PooledConnection.CLOSED
                 to_close.append(conn)
-                self._emit(ConnectionClosed(connection_id=conn.id, reason="client closed"))
+                self._report_closed(conn, "client closed")
         self.connections = []
         for ticket in tickets:
             if not ticket.done:
@@ -580,7 +584,7 @@ class Dispatcher:
             return
         if conn.state != PooledConnection.CLOSED:
             conn.state = PooledConnection.READY  # draining; the core refuses new streams
-        self._emit(ConnectionClosed(connection_id=conn.id, reason=f"GOAWAY {reason}".strip()))
+        self._report_closed(conn, f"GOAWAY {reason}".strip())
         error = ConnectionLostError(f"APNs closed the connection (GOAWAY {reason})".strip())
         self._requeue_terminated(event, error, now)
 
@@ -683,7 +687,7 @@ class Dispatcher:
         if not conn.core.finished:
             event = conn.core.close()
             self._requeue_terminated(event, ConnectionLostError(reason), conn.last_activity)
-        self._emit(ConnectionClosed(connection_id=conn.id, reason=reason))
+        self._report_closed(conn, reason)
         self._discard(conn)
 
     def _detach(self, ticket: Ticket) -> None:
@@ -745,6 +749,11 @@ class Dispatcher:
             error=error,
             attempts=ticket.sends,
         )
+
+    def _report_closed(self, conn: PooledConnection, reason: str) -> None:
+        if not conn.closed_reported:
+            conn.closed_reported = True
+            self._emit(ConnectionClosed(connection_id=conn.id, reason=reason))
 
     def _emit(self, event: ClientEvent) -> None:
         if self._hook is None:
