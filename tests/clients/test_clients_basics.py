@@ -8,7 +8,14 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from conftest import FAST_RETRY, Client, echo, notification, requests_per_id, token_credentials
+from client_support import (
+    FAST_RETRY,
+    Client,
+    echo,
+    notification,
+    requests_per_id,
+    token_credentials,
+)
 
 import apnskit
 from apnskit.testing import FakeTransport, Fault, ReceivedRequest, Reply

@@ -9,7 +9,7 @@ from typing import Any
 
 import anyio
 import pytest
-from conftest import KEY_PEM, Client, echo, notification, requests_per_id
+from client_support import KEY_PEM, Client, echo, notification, requests_per_id
 
 import apnskit
 from apnskit._core.connection import ApnsConnection

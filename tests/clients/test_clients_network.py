@@ -7,7 +7,7 @@ import threading
 from collections.abc import Callable
 
 import pytest
-from conftest import FAST_RETRY, Client, echo, notification, token_credentials
+from client_support import FAST_RETRY, Client, echo, notification, token_credentials
 
 import apnskit
 from apnskit.testing import FakeTransport, MockApnsServer, ReceivedRequest, Reply
