@@ -2,6 +2,7 @@
 
 # -- clients (issue 4) --
 from apnskit._async_client import AsyncPushClient
+from apnskit._broadcast import BroadcastNotification, Channel, ChannelError, MessageStoragePolicy
 from apnskit._certinfo import CertificateInfo, CertificateTopic
 from apnskit._config import (
     DEFAULT_LIMITS,
@@ -59,9 +60,12 @@ __all__ = [
     "ApnsError",
     "ApnsTimeoutError",
     "AsyncPushClient",
+    "BroadcastNotification",
     "CertificateCredentials",
     "CertificateInfo",
     "CertificateTopic",
+    "Channel",
+    "ChannelError",
     "ClientClosedError",
     "ClientEvent",
     "ConfigurationError",
@@ -82,6 +86,7 @@ __all__ = [
     "Limits",
     "LiveActivityEvent",
     "LocalProtocolError",
+    "MessageStoragePolicy",
     "Notification",
     "NotificationSent",
     "Payload",

@@ -395,6 +395,15 @@ class ChannelRequest:
     #: Requests go to the management host (see the class docstring), not the push host.
     management: ClassVar[bool] = True
 
+    @property
+    def idempotent(self) -> bool:
+        """False for ``create``, which could make two channels if sent twice.
+
+        The client does not retry a non-idempotent request after an answer it cannot trust
+        (5xx, 429, a lost connection).
+        """
+        return self.action != "create"
+
 
 def _base_headers(request_id: object) -> tuple[list[tuple[str, str]], str | None]:
     if request_id is None:

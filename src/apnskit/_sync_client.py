@@ -10,8 +10,6 @@ notifications and wake the driver, so no socket is ever touched by two threads a
 
 from __future__ import annotations
 
-import random
-import ssl
 import threading
 import time
 from collections import deque
@@ -19,17 +17,21 @@ from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import Any
 
-from apnskit._client_common import EventHook, settle
-from apnskit._config import (
-    DEFAULT_LIMITS,
-    DEFAULT_RETRY_POLICY,
-    DEFAULT_TIMEOUT,
-    Environment,
-    Limits,
-    RetryPolicy,
-    Timeout,
+from apnskit._broadcast import (
+    BroadcastNotification,
+    Channel,
+    ChannelRequest,
+    MessageStoragePolicy,
+    channel_from_result,
+    channel_ids_from_result,
+    check_deleted,
+    create_channel_request,
+    delete_channel_request,
+    get_channel_request,
+    list_channels_request,
 )
-from apnskit._core.dispatch import Dispatcher, PooledConnection, Ticket
+from apnskit._client_common import ClientBase, check_broadcast
+from apnskit._core.dispatch import PooledConnection, Ticket
 from apnskit._errors import ApnsError, ClientClosedError, ConfigurationError, ConnectionLostError
 from apnskit._results import PushResult
 from apnskit._transports import SyncPoller, SyncStream
@@ -38,7 +40,7 @@ from apnskit._transports._socket import SocketTransport
 __all__ = ["PushClient"]
 
 
-class PushClient:
+class PushClient(ClientBase):
     """Send notifications to APNs from blocking code (scripts, Django, Flask, threads).
 
     Example:
@@ -53,8 +55,13 @@ class PushClient:
             unless ``host`` is given; picked from a certificate when omitted.
         host: Override the APNs host (a proxy, or the mock server).
         port: Override the port (default 443; APNs also listens on 2197).
+        management_host: Override the channel-management host (default: Apple's, or ``host``
+            when that is overridden, as the mock server serves both).
+        management_port: Override the channel-management port (default 2195 sandbox,
+            2196 production, or ``port`` when ``host`` is overridden).
         ca_file: An extra trust anchor (PEM) besides the system store.
-        ssl_context: A ready TLS context to use instead of building one.
+        ssl_context: A ready TLS context to use instead of building one (ALPN ``h2`` is set
+            on it and a client certificate loaded into it).
         transport: The network seam; :class:`apnskit.testing.FakeTransport` swaps in a fake.
         timeout: Connect timeout, per-notification deadline, PING health checks.
         limits: Connections in the pool and notifications in flight.
@@ -63,71 +70,26 @@ class PushClient:
             closed or failed), e.g. for metrics.
     """
 
-    def __init__(
-        self,
-        credentials: Any,
-        *,
-        environment: str | Environment | None = None,
-        host: str | None = None,
-        port: int | None = None,
-        ca_file: str | None = None,
-        ssl_context: ssl.SSLContext | None = None,
-        transport: Any = None,
-        timeout: Timeout = DEFAULT_TIMEOUT,
-        limits: Limits = DEFAULT_LIMITS,
-        retry: RetryPolicy = DEFAULT_RETRY_POLICY,
-        event_hook: EventHook | None = None,
-    ) -> None:
-        setup = settle(
-            credentials,
-            environment=environment,
-            host=host,
-            port=port,
-            ca_file=ca_file,
-            ssl_context=ssl_context,
-            timeout=timeout,
-            limits=limits,
-            retry=retry,
-        )
+    def _check_transport(self, transport: Any) -> Any:
         if transport is None:
-            transport = SocketTransport()
+            return SocketTransport()
         if not callable(getattr(transport, "connect", None)) or not callable(
             getattr(transport, "poller", None)
         ):
             raise ConfigurationError(
                 "transport: PushClient needs a sync transport (connect() and poller())"
             )
-        self._setup = setup
-        self._transport = transport
-        self._poller: SyncPoller = transport.poller()
+        return transport
+
+    def _init_io(self) -> None:
+        self._poller: SyncPoller = self._transport.poller()
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
         self._driving = False
         self._closed = False
         self._clock: Callable[[], float] = time.monotonic
         self._streams: dict[int, PooledConnection] = {}
-        self._dispatcher = Dispatcher(
-            authority=setup.authority,
-            credentials=credentials,
-            limits=setup.limits,
-            retry=setup.retry,
-            timeout=setup.timeout,
-            random=random.random,
-            on_done=_on_done,
-            event_hook=event_hook,
-            hold_until_success=setup.token_auth,
-            host=setup.host,
-            port=setup.port,
-        )
-
-    def __repr__(self) -> str:
-        s = self._setup
-        return f"<PushClient {s.environment.value} {s.host}:{s.port}>"
-
-    @property
-    def environment(self) -> Environment:
-        """The APNs environment this client sends to."""
-        return self._setup.environment
+        self._management: PushClient | None = None
 
     # ------------------------------------------------------------------ public API
 
@@ -201,6 +163,77 @@ class PushClient:
                 )
             )
 
+    def send_broadcast(self, notification: BroadcastNotification) -> PushResult:
+        """Send a Live Activity update or end to every device subscribed to a channel (iOS 18).
+
+        The result carries ``request_id`` (``apns-request-id``); it is retried and validated
+        like a device notification.
+
+        Raises:
+            InvalidNotificationError: ``notification`` is not a :class:`BroadcastNotification`.
+            ClientClosedError: The client was closed.
+        """
+        check_broadcast(notification)
+        return self.send(notification)
+
+    def create_channel(
+        self,
+        bundle_id: str,
+        *,
+        message_storage_policy: MessageStoragePolicy | int = MessageStoragePolicy.NO_MESSAGE_STORED,
+        request_id: str | None = None,
+    ) -> Channel:
+        """Create a broadcast channel for ``bundle_id`` on the channel-management host.
+
+        Creation is not idempotent, so a failed attempt is not retried blindly.
+
+        Raises:
+            ChannelError: APNs refused (e.g. the 10,000-channel limit) or did not answer.
+        """
+        request = create_channel_request(bundle_id, message_storage_policy, request_id=request_id)
+        return channel_from_result(request, self._manage(request))
+
+    def get_channel(
+        self, bundle_id: str, channel_id: str, *, request_id: str | None = None
+    ) -> Channel:
+        """Read one channel's configuration.
+
+        Raises:
+            ChannelError: APNs refused (e.g. ``ChannelNotRegistered``) or did not answer.
+        """
+        request = get_channel_request(bundle_id, channel_id, request_id=request_id)
+        return channel_from_result(request, self._manage(request))
+
+    def list_channels(self, bundle_id: str, *, request_id: str | None = None) -> list[str]:
+        """The ids of every channel of ``bundle_id`` in this environment.
+
+        Raises:
+            ChannelError: APNs refused or did not answer.
+        """
+        request = list_channels_request(bundle_id, request_id=request_id)
+        return channel_ids_from_result(request, self._manage(request))
+
+    def delete_channel(
+        self, bundle_id: str, channel_id: str, *, request_id: str | None = None
+    ) -> None:
+        """Delete a channel.
+
+        Raises:
+            ChannelError: APNs refused (e.g. ``ChannelNotRegistered``) or did not answer.
+        """
+        request = delete_channel_request(bundle_id, channel_id, request_id=request_id)
+        check_deleted(request, self._manage(request))
+
+    def _manage(self, request: ChannelRequest) -> PushResult:
+        # Channel management lives on its own host: a small client of our own kind, made on
+        # first use, sharing credentials, TLS and transport.
+        with self._cond:
+            self._check_open()
+            if self._management is None:
+                self._management = PushClient(self._credentials, **self._management_options())
+            management = self._management
+        return management.send(request)
+
     def close(self) -> None:
         """Close every connection (GOAWAY) and fail what is still in flight.
 
@@ -210,6 +243,10 @@ class PushClient:
             if self._closed:
                 return
             self._closed = True
+            management, self._management = self._management, None
+        if management is not None:
+            management.close()
+        with self._cond:
             conns = self._dispatcher.close_all(ClientClosedError("the client was closed"))
             self._cond.notify_all()
         for conn in conns:
@@ -372,11 +409,3 @@ class PushClient:
         with self._cond:
             self._streams.pop(id(stream), None)
             self._dispatcher.forget(conn)
-
-
-def _on_done(ticket: Ticket) -> None:
-    # Called under the client lock by the dispatcher. send_many() collects its own tickets
-    # in a deque it hands over as the waiter; send() just checks ticket.done.
-    waiter = ticket.waiter
-    if waiter is not None:
-        waiter.append(ticket)

@@ -553,7 +553,11 @@ class Dispatcher:
             ticket.attempts -= 1  # the fresh-token resend is free
             self._requeue(ticket, 0.0, now, "403 ExpiredProviderToken")
             return
-        if status in _RETRY_STATUSES and ticket.attempts < self._retry.max_attempts:
+        if (
+            status in _RETRY_STATUSES
+            and ticket.attempts < self._retry.max_attempts
+            and getattr(ticket.item, "idempotent", True)
+        ):
             delay = self._retry.delay(ticket.attempts, self._random())
             self._requeue(ticket, delay, now, f"{status} {reason or ''}".strip())
             return
@@ -606,7 +610,10 @@ class Dispatcher:
             self._detach(ticket)
             if ticket.done:
                 continue
-            if ticket.attempts < self._retry.max_attempts:
+            # Fate unknown: resend only what may safely arrive twice.
+            if ticket.attempts < self._retry.max_attempts and getattr(
+                ticket.item, "idempotent", True
+            ):
                 delay = self._retry.delay(ticket.attempts, self._random())
                 self._requeue(ticket, delay, now, "connection lost")
             else:
