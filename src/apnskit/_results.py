@@ -23,138 +23,131 @@ class Reason(str, enum.Enum):
     """Every rejection reason Apple documents, with its HTTP status and retry advice.
 
     A reason string that is not listed here (Apple adds reasons over time) is kept as a
-    plain ``str`` in :attr:`PushResult.reason`; it never raises.
+    plain ``str`` in :attr:`PushResult.reason`; it never raises. ``Reason("Unregistered")``
+    looks a reason up by Apple's string.
     """
 
-    status: int
-    retryable: bool
-    description: str
+    BAD_COLLAPSE_ID = "BadCollapseId"
+    BAD_DEVICE_TOKEN = "BadDeviceToken"
+    BAD_EXPIRATION_DATE = "BadExpirationDate"
+    BAD_MESSAGE_ID = "BadMessageId"
+    BAD_PRIORITY = "BadPriority"
+    BAD_TOPIC = "BadTopic"
+    DEVICE_TOKEN_NOT_FOR_TOPIC = "DeviceTokenNotForTopic"
+    DUPLICATE_HEADERS = "DuplicateHeaders"
+    IDLE_TIMEOUT = "IdleTimeout"
+    INVALID_PUSH_TYPE = "InvalidPushType"
+    MISSING_DEVICE_TOKEN = "MissingDeviceToken"
+    MISSING_TOPIC = "MissingTopic"
+    PAYLOAD_EMPTY = "PayloadEmpty"
+    TOPIC_DISALLOWED = "TopicDisallowed"
+    MISSING_CHANNEL_ID = "MissingChannelId"
+    BAD_CHANNEL_ID = "BadChannelId"
+    CHANNEL_NOT_REGISTERED = "ChannelNotRegistered"
+    INVALID_POLICY = "InvalidPolicy"
+    TOO_MANY_CHANNELS = "TooManyChannels"
+    CANNOT_CREATE_CHANNEL_CONFIG = "CannotCreateChannelConfig"
+    MISSING_PUSH_TYPE = "MissingPushType"
+    BAD_CERTIFICATE = "BadCertificate"
+    BAD_CERTIFICATE_ENVIRONMENT = "BadCertificateEnvironment"
+    EXPIRED_PROVIDER_TOKEN = "ExpiredProviderToken"
+    FORBIDDEN = "Forbidden"
+    INVALID_PROVIDER_TOKEN = "InvalidProviderToken"
+    MISSING_PROVIDER_TOKEN = "MissingProviderToken"
+    FEATURE_NOT_ENABLED = "FeatureNotEnabled"
+    BAD_PATH = "BadPath"
+    NOT_FOUND = "NotFound"
+    METHOD_NOT_ALLOWED = "MethodNotAllowed"
+    EXPIRED_TOKEN = "ExpiredToken"
+    UNREGISTERED = "Unregistered"
+    PAYLOAD_TOO_LARGE = "PayloadTooLarge"
+    TOO_MANY_PROVIDER_TOKEN_UPDATES = "TooManyProviderTokenUpdates"
+    TOO_MANY_REQUESTS = "TooManyRequests"
+    INTERNAL_SERVER_ERROR = "InternalServerError"
+    SERVICE_UNAVAILABLE = "ServiceUnavailable"
+    SHUTDOWN = "Shutdown"
 
-    def __new__(cls, value: str, status: int, retryable: bool, description: str) -> Reason:
-        obj = str.__new__(cls, value)
-        obj._value_ = value
-        obj.status = status
-        obj.retryable = retryable
-        obj.description = description
-        return obj
+    @property
+    def status(self) -> int:
+        """The HTTP status APNs answers with for this reason."""
+        return _REASON_INFO[self.value][0]
 
-    # 400
-    BAD_COLLAPSE_ID = ("BadCollapseId", 400, False, "apns-collapse-id is longer than 64 bytes")
-    BAD_DEVICE_TOKEN = (
-        "BadDeviceToken",
-        400,
-        False,
-        "bad device token; often a sandbox token sent to production or the reverse",
-    )
-    BAD_EXPIRATION_DATE = ("BadExpirationDate", 400, False, "apns-expiration is bad")
-    BAD_MESSAGE_ID = ("BadMessageId", 400, False, "apns-id is bad")
-    BAD_PRIORITY = ("BadPriority", 400, False, "apns-priority is bad")
-    BAD_TOPIC = ("BadTopic", 400, False, "apns-topic is invalid")
-    DEVICE_TOKEN_NOT_FOR_TOPIC = (
-        "DeviceTokenNotForTopic",
-        400,
-        False,
-        "the device token does not match the topic",
-    )
-    DUPLICATE_HEADERS = ("DuplicateHeaders", 400, False, "a header was repeated")
-    IDLE_TIMEOUT = ("IdleTimeout", 400, False, "idle timeout")
-    INVALID_PUSH_TYPE = ("InvalidPushType", 400, False, "apns-push-type is invalid")
-    MISSING_DEVICE_TOKEN = ("MissingDeviceToken", 400, False, "no device token in the path")
-    MISSING_TOPIC = ("MissingTopic", 400, False, "apns-topic is missing but required")
-    PAYLOAD_EMPTY = ("PayloadEmpty", 400, False, "the payload is empty")
-    TOPIC_DISALLOWED = ("TopicDisallowed", 400, False, "pushing to this topic is not allowed")
-    MISSING_CHANNEL_ID = ("MissingChannelId", 400, False, "apns-channel-id is missing")
-    BAD_CHANNEL_ID = ("BadChannelId", 400, False, "apns-channel-id is bad")
-    CHANNEL_NOT_REGISTERED = (
-        "ChannelNotRegistered",
-        400,
-        False,
-        "the channel does not exist",
-    )
-    INVALID_POLICY = ("InvalidPolicy", 400, False, "message-storage-policy is invalid")
-    TOO_MANY_CHANNELS = (
-        "TooManyChannels",
-        400,
-        False,
-        "the app already has the maximum number of channels",
-    )
-    # Apple's broadcast rows of "Handling error responses from APNs": the channel limit is
-    # answered CannotCreateChannelConfig, and a missing apns-push-type MissingPushType.
-    CANNOT_CREATE_CHANNEL_CONFIG = (
-        "CannotCreateChannelConfig",
-        400,
-        False,
-        "the app has reached the maximum number of channels (10,000 per environment)",
-    )
-    MISSING_PUSH_TYPE = ("MissingPushType", 400, False, "apns-push-type is missing")
-    # 403
-    BAD_CERTIFICATE = ("BadCertificate", 403, False, "the certificate is bad")
-    BAD_CERTIFICATE_ENVIRONMENT = (
-        "BadCertificateEnvironment",
-        403,
-        False,
-        "the certificate is for the other environment",
-    )
-    EXPIRED_PROVIDER_TOKEN = (
-        "ExpiredProviderToken",
-        403,
-        True,
-        "the provider token is stale; a new one is made and the push retried",
-    )
-    FORBIDDEN = ("Forbidden", 403, False, "the action is not allowed")
-    INVALID_PROVIDER_TOKEN = (
-        "InvalidProviderToken",
-        403,
-        False,
-        "the provider token is not valid or its signature does not verify",
-    )
-    MISSING_PROVIDER_TOKEN = (
-        "MissingProviderToken",
-        403,
-        False,
-        "no certificate and no provider token were given",
-    )
-    FEATURE_NOT_ENABLED = (
-        "FeatureNotEnabled",
-        403,
-        False,
-        "broadcast is not enabled for this app",
-    )
-    # 404, 405
-    BAD_PATH = ("BadPath", 404, False, "the request path is bad")
-    NOT_FOUND = ("NotFound", 404, False, "the resource was not found")
-    METHOD_NOT_ALLOWED = ("MethodNotAllowed", 405, False, "only POST is supported")
-    # 410
-    EXPIRED_TOKEN = ("ExpiredToken", 410, False, "the device token has expired")
-    UNREGISTERED = (
-        "Unregistered",
-        410,
-        False,
-        "the device token is no longer active for the topic; stop sending to it",
-    )
-    # 413
-    PAYLOAD_TOO_LARGE = ("PayloadTooLarge", 413, False, "the payload is too large")
-    # 429
-    TOO_MANY_PROVIDER_TOKEN_UPDATES = (
-        "TooManyProviderTokenUpdates",
-        429,
-        True,
-        "the provider token is being updated too often",
-    )
-    TOO_MANY_REQUESTS = (
-        "TooManyRequests",
-        429,
-        True,
-        "too many requests to the same device token",
-    )
-    # 500, 503
-    INTERNAL_SERVER_ERROR = ("InternalServerError", 500, True, "internal server error")
-    SERVICE_UNAVAILABLE = ("ServiceUnavailable", 503, True, "the service is unavailable")
-    SHUTDOWN = ("Shutdown", 503, True, "the APNs server is shutting down")
+    @property
+    def retryable(self) -> bool:
+        """True when sending again (after a backoff, or with a new token) can succeed."""
+        return _REASON_INFO[self.value][1]
+
+    @property
+    def description(self) -> str:
+        """What the reason means, in a few words."""
+        return _REASON_INFO[self.value][2]
 
     def __str__(self) -> str:
         return str(self.value)
 
+
+# Apple's "Handling notification responses from APNs" table: status, retry helps, meaning.
+_REASON_INFO: dict[str, tuple[int, bool, str]] = {
+    "BadCollapseId": (400, False, "apns-collapse-id is longer than 64 bytes"),
+    "BadDeviceToken": (
+        400,
+        False,
+        "bad device token; often a sandbox token sent to production or the reverse",
+    ),
+    "BadExpirationDate": (400, False, "apns-expiration is bad"),
+    "BadMessageId": (400, False, "apns-id is bad"),
+    "BadPriority": (400, False, "apns-priority is bad"),
+    "BadTopic": (400, False, "apns-topic is invalid"),
+    "DeviceTokenNotForTopic": (400, False, "the device token does not match the topic"),
+    "DuplicateHeaders": (400, False, "a header was repeated"),
+    "IdleTimeout": (400, False, "idle timeout"),
+    "InvalidPushType": (400, False, "apns-push-type is invalid"),
+    "MissingDeviceToken": (400, False, "no device token in the path"),
+    "MissingTopic": (400, False, "apns-topic is missing but required"),
+    "PayloadEmpty": (400, False, "the payload is empty"),
+    "TopicDisallowed": (400, False, "pushing to this topic is not allowed"),
+    "MissingChannelId": (400, False, "apns-channel-id is missing"),
+    "BadChannelId": (400, False, "apns-channel-id is bad"),
+    "ChannelNotRegistered": (400, False, "the channel does not exist"),
+    "InvalidPolicy": (400, False, "message-storage-policy is invalid"),
+    "TooManyChannels": (400, False, "the app already has the maximum number of channels"),
+    "CannotCreateChannelConfig": (
+        400,
+        False,
+        "the app has reached the maximum number of channels (10,000 per environment)",
+    ),
+    "MissingPushType": (400, False, "apns-push-type is missing"),
+    "BadCertificate": (403, False, "the certificate is bad"),
+    "BadCertificateEnvironment": (403, False, "the certificate is for the other environment"),
+    "ExpiredProviderToken": (
+        403,
+        True,
+        "the provider token is stale; a new one is made and the push retried",
+    ),
+    "Forbidden": (403, False, "the action is not allowed"),
+    "InvalidProviderToken": (
+        403,
+        False,
+        "the provider token is not valid or its signature does not verify",
+    ),
+    "MissingProviderToken": (403, False, "no certificate and no provider token were given"),
+    "FeatureNotEnabled": (403, False, "broadcast is not enabled for this app"),
+    "BadPath": (404, False, "the request path is bad"),
+    "NotFound": (404, False, "the resource was not found"),
+    "MethodNotAllowed": (405, False, "only POST is supported"),
+    "ExpiredToken": (410, False, "the device token has expired"),
+    "Unregistered": (
+        410,
+        False,
+        "the device token is no longer active for the topic; stop sending to it",
+    ),
+    "PayloadTooLarge": (413, False, "the payload is too large"),
+    "TooManyProviderTokenUpdates": (429, True, "the provider token is being updated too often"),
+    "TooManyRequests": (429, True, "too many requests to the same device token"),
+    "InternalServerError": (500, True, "internal server error"),
+    "ServiceUnavailable": (503, True, "the service is unavailable"),
+    "Shutdown": (503, True, "the APNs server is shutting down"),
+}
 
 _REASONS: dict[str, Reason] = {r.value: r for r in Reason}
 
