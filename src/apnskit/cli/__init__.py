@@ -1,4 +1,4 @@
-"""The ``apnskit`` command: ``send``, ``check``, ``demo`` and ``mock-server``.
+"""The ``apnskit`` command: ``send``, ``broadcast``, ``channels``, ``check``, ``demo`` and more.
 
 Installed as the ``apnskit`` console script and runnable as ``python -m apnskit``. Every
 command returns an exit code instead of calling :func:`sys.exit`, so :func:`main` can be
@@ -21,6 +21,7 @@ from apnskit._errors import (
     CredentialsError,
     InvalidNotificationError,
 )
+from apnskit.cli._broadcast import add_broadcast_parser, add_channels_parser
 from apnskit.cli._check import add_check_parser
 from apnskit.cli._demo import add_demo_parser
 from apnskit.cli._options import (
@@ -51,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"apnskit {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     add_send_parser(subparsers)
+    add_broadcast_parser(subparsers)
+    add_channels_parser(subparsers)
     add_check_parser(subparsers)
     add_demo_parser(subparsers)
     # Listed here for the help text; its arguments are parsed by run_mock_server itself.
