@@ -5,7 +5,7 @@ command returns an exit code instead of calling :func:`sys.exit`, so :func:`main
 driven from tests with an argument list.
 
 Exit codes: 0 all accepted (or checked fine), 1 some rejected by APNs, 2 usage or input error,
-3 connection or transport error. See ``docs/cli.md``.
+3 connection or transport error. See ``docs/content/cli.md``.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """What the ``send`` and ``check`` commands share: exit codes, credential options, errors.
 
-Exit codes (documented in ``--help`` and ``docs/cli.md``):
+Exit codes (documented in ``--help`` and ``docs/content/cli.md``):
 
 - 0: everything was accepted (or checked fine);
 - 1: APNs rejected at least one notification;
