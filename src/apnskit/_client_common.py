@@ -205,7 +205,9 @@ class ClientBase:
                 # unless told otherwise.
                 management_host = setup.host
                 management_port = management_port or setup.port
-        self._management_address = (management_host, management_port or DEFAULT_PORT)
+        # An explicit management host is Apple's kind: its port follows the environment.
+        management_port = management_port or setup.environment.management_port
+        self._management_address = (management_host, management_port)
         self._dispatcher = Dispatcher(
             authority=setup.authority,
             credentials=credentials,

@@ -313,3 +313,18 @@ def test_broadcast_reasons_are_known() -> None:
     assert Reason("MissingPushType") is Reason.MISSING_PUSH_TYPE
     for name in ("MissingChannelId", "BadChannelId", "ChannelNotRegistered", "FeatureNotEnabled"):
         assert Reason(name).retryable is False
+
+
+def test_delete_that_was_resent_and_finds_no_channel_counts_as_deleted() -> None:
+    from apnskit._broadcast import ChannelError, check_deleted, delete_channel_request
+
+    request = delete_channel_request("com.example.app", "dHN0LXNyY2gtY2hubA==")
+    gone = PushResult(
+        notification=request, status=400, reason=Reason("ChannelNotRegistered"), attempts=2
+    )
+    check_deleted(request, gone)  # an earlier send deleted it
+    first_try = PushResult(
+        notification=request, status=400, reason=Reason("ChannelNotRegistered"), attempts=1
+    )
+    with pytest.raises(ChannelError, match="ChannelNotRegistered"):
+        check_deleted(request, first_try)

@@ -571,6 +571,15 @@ class MockApnsServer:
         self._serve_scope = None
 
     async def _handle(self, raw: SocketStream) -> None:
+        try:
+            await self._handle_tls(raw)
+        finally:
+            # Whatever happened, including cancellation while the server stops in the middle
+            # of a handshake, the socket is closed here and never left to the garbage
+            # collector (a ResourceWarning in the user's test suite).
+            await anyio.aclose_forcefully(raw)
+
+    async def _handle_tls(self, raw: SocketStream) -> None:
         assert self._ssl_context is not None
         try:
             with anyio.fail_after(_HANDSHAKE_TIMEOUT):
