@@ -226,14 +226,19 @@ class HeaderDecoder:
         return name, value
 
     def _add(self, name: str, value: str) -> None:
-        size = len(name.encode("utf-8")) + len(value.encode("utf-8")) + _ENTRY_OVERHEAD
+        # Section 4.1 counts octets; APNs headers are ASCII, where len() is that count.
+        if name.isascii() and value.isascii():
+            size = len(name) + len(value) + _ENTRY_OVERHEAD
+        else:
+            size = _octets(name) + _octets(value) + _ENTRY_OVERHEAD
         if size > self._max_size:
             self._entries.clear()
             self._size = 0
             return
         self._entries.appendleft((name, value, size))
         self._size += size
-        self._shrink()
+        if self._size > self._max_size:
+            self._shrink()
 
     def _shrink(self) -> None:
         while self._size > self._max_size:
@@ -241,8 +246,15 @@ class HeaderDecoder:
             self._size -= size
 
     def decode(self, block: bytes) -> list[tuple[str, str]]:
-        """Decode one complete header block into (name, value) pairs."""
+        """Decode one complete header block into (name, value) pairs.
+
+        Strings are decoded as UTF-8 (APNs sends ASCII); undecodable octets are kept as
+        surrogate escapes, so nothing a server sends makes decoding fail.
+        """
+        # This loop runs for every response; the one-byte integer forms (all APNs needs)
+        # are inlined and the rest handed to the general helpers.
         headers: list[tuple[str, str]] = []
+        append = headers.append
         pos = 0
         end = len(block)
         allow_size_update = True
@@ -251,15 +263,22 @@ class HeaderDecoder:
                 first = block[pos]
                 if first & 0x80:
                     # Indexed header field (section 6.1).
-                    index, pos = _decode_integer(block, pos, 7)
-                    headers.append(self._lookup(index))
+                    index = first & 0x7F
+                    if index < 0x7F:
+                        pos += 1
+                    else:
+                        index, pos = _decode_integer(block, pos, 7)
+                    append(_STATIC[index - 1] if 0 < index <= _STATIC_LEN else self._lookup(index))
                     allow_size_update = False
-                elif first & 0x40:
+                    continue
+                if first & 0x40:
                     # Literal with incremental indexing (section 6.2.1).
-                    name, value, pos = self._decode_literal(block, pos, 6)
-                    self._add(name, value)
-                    headers.append((name, value))
-                    allow_size_update = False
+                    indexing = True
+                    index = first & 0x3F
+                    if index < 0x3F:
+                        pos += 1
+                    else:
+                        index, pos = _decode_integer(block, pos, 6)
                 elif first & 0x20:
                     # Dynamic table size update (section 6.3): only at the start of a block.
                     if not allow_size_update:
@@ -272,23 +291,27 @@ class HeaderDecoder:
                         )
                     self._max_size = size
                     self._shrink()
+                    continue
                 else:
                     # Literal without indexing / never indexed (sections 6.2.2, 6.2.3).
-                    name, value, pos = self._decode_literal(block, pos, 4)
-                    headers.append((name, value))
-                    allow_size_update = False
+                    indexing = False
+                    index = first & 0x0F
+                    if index < 0x0F:
+                        pos += 1
+                    else:
+                        index, pos = _decode_integer(block, pos, 4)
+                allow_size_update = False
+                if index:
+                    name = _STATIC[index - 1][0] if index <= _STATIC_LEN else self._lookup(index)[0]
+                else:
+                    name, pos = _decode_string(block, pos)
+                value, pos = _decode_string(block, pos)
+                if indexing:
+                    self._add(name, value)
+                append((name, value))
         except IndexError:
             raise HpackError("header block ends in the middle of a field") from None
         return headers
-
-    def _decode_literal(self, block: bytes, pos: int, prefix_bits: int) -> tuple[str, str, int]:
-        index, pos = _decode_integer(block, pos, prefix_bits)
-        if index:
-            name = self._lookup(index)[0]
-        else:
-            name, pos = _decode_string(block, pos)
-        value, pos = _decode_string(block, pos)
-        return name, value, pos
 
 
 def _decode_integer(block: bytes, pos: int, prefix_bits: int) -> tuple[int, int]:
@@ -311,13 +334,17 @@ def _decode_integer(block: bytes, pos: int, prefix_bits: int) -> tuple[int, int]
 
 
 def _decode_string(block: bytes, pos: int) -> tuple[str, int]:
-    huffman = block[pos] & 0x80
-    length, pos = _decode_integer(block, pos, 7)
+    first = block[pos]
+    length = first & 0x7F
+    if length < 0x7F:
+        pos += 1
+    else:
+        length, pos = _decode_integer(block, pos, 7)
     stop = pos + length
     if stop > len(block):
         raise HpackError("HPACK string runs past the end of the header block")
     raw = block[pos:stop]
-    if huffman:
+    if first & 0x80:
         # Most Huffman strings repeat (server, date, content-length, reason headers...);
         # only the apns-id is new on every response. Remember recent ones.
         text = _huffman_cache.get(raw)
@@ -329,8 +356,11 @@ def _decode_string(block: bytes, pos: int) -> tuple[str, int]:
                     _huffman_cache.clear()
                 _huffman_cache[raw] = text
         return text, stop
-    # Header values are ASCII in APNs; decode leniently so odd bytes never crash.
     return raw.decode("utf-8", "surrogateescape"), stop
+
+
+def _octets(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogateescape"))
 
 
 _HUFFMAN_CACHE_SIZE = 4096
