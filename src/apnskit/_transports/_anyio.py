@@ -20,13 +20,19 @@ _READ_SIZE = 256 * 1024
 class AnyioStream:
     """An anyio byte stream with errors mapped to apnskit's."""
 
-    def __init__(self, stream: ByteStream) -> None:
+    def __init__(self, stream: ByteStream, write_timeout: float | None = 30.0) -> None:
         self._stream = stream
+        self._write_timeout = write_timeout
 
     async def write(self, data: bytes) -> None:
-        """Write everything."""
+        """Write everything; a server that stops reading for ``write_timeout`` is lost."""
         try:
-            await self._stream.send(data)
+            with anyio.fail_after(self._write_timeout):
+                await self._stream.send(data)
+        except TimeoutError as e:
+            raise ConnectionLostError(
+                "timed out writing to APNs (the server stopped reading)"
+            ) from e
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError, ssl.SSLError) as e:
             raise ConnectionLostError(f"writing to APNs failed: {e!r}") from e
 
@@ -78,4 +84,5 @@ class AnyioTransport:
             raise ConnectError(
                 f"{host}:{port} did not agree to HTTP/2 (ALPN h2); is it an APNs server?"
             )
-        return AnyioStream(stream)
+        # Like the sync transport: writes may take as long as a connect, 30 s at least.
+        return AnyioStream(stream, write_timeout=max(timeout or 0.0, 30.0))

@@ -187,7 +187,7 @@ class SocketTransport:
                 f"{host}:{port} did not agree to HTTP/2 (ALPN h2); is it an APNs server?"
             )
         sock.setblocking(False)
-        return SocketStream(sock, write_timeout=timeout or 30.0)
+        return SocketStream(sock, write_timeout=max(timeout or 0.0, 30.0))
 
     def poller(self) -> SocketPoller:
         """A new :class:`SocketPoller`."""
