@@ -85,7 +85,7 @@ class Timeout:
     """How long each step may take, in seconds (``None``: no limit)."""
 
     connect: float | None = 10.0
-    """TCP connect + TLS handshake + the server's first SETTINGS."""
+    """TCP connect plus the TLS handshake, per connection attempt."""
     deadline: float | None = 30.0
     """From handing a notification to the client until its answer arrives, retries included."""
     ping_interval: float | None = 60.0
