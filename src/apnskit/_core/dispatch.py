@@ -406,7 +406,7 @@ class Dispatcher:
         if conn.state == PooledConnection.CLOSED:
             return
         event = conn.core.connection_lost()
-        self._close_conn(conn, f"lost: {error}")
+        self._close_conn(conn, f"lost: {error}", now)
         lost = error if isinstance(error, ApnsError) else ConnectionLostError(str(error))
         self._requeue_terminated(event, lost, now)
 
@@ -528,7 +528,7 @@ class Dispatcher:
             elif type(event) is SettingsReceived:
                 pass  # capacity is read from the core when scheduling
         if conn.state != PooledConnection.CLOSED and conn.core.finished:
-            self._close_conn(conn, "drained after GOAWAY")
+            self._close_conn(conn, "drained after GOAWAY", now)
         self.schedule(now)
 
     def _on_response(self, event: ResponseReceived, now: float) -> None:
@@ -583,7 +583,7 @@ class Dispatcher:
     ) -> None:
         reason = event.reason or (f"error code {event.error_code:#x}" if event.error_code else "")
         if event.error is not None:
-            self._close_conn(conn, f"protocol error: {event.error}")
+            self._close_conn(conn, f"protocol error: {event.error}", now)
             self._requeue_terminated(event, event.error, now)
             return
         if conn.state != PooledConnection.CLOSED:
@@ -686,14 +686,14 @@ class Dispatcher:
         if conn in self.connections:
             self.connections.remove(conn)
 
-    def _close_conn(self, conn: PooledConnection, reason: str) -> None:
+    def _close_conn(self, conn: PooledConnection, reason: str, now: float) -> None:
         if conn.state == PooledConnection.CLOSED:
             return
         conn.state = PooledConnection.CLOSED
         conn.ping_deadline = None
         if not conn.core.finished:
             event = conn.core.close()
-            self._requeue_terminated(event, ConnectionLostError(reason), conn.last_activity)
+            self._requeue_terminated(event, ConnectionLostError(reason), now)
         self._report_closed(conn, reason)
         self._discard(conn)
 
