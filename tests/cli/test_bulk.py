@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -276,3 +277,51 @@ def test_progress_redraws_in_place_on_a_terminal(apns: TokenServer, tmp_path) ->
     assert final.endswith("\n")
     assert "sent 5  accepted 5  rejected 0  failed 0  malformed 1" in final
     assert f"{source}:6: not valid JSON" in text
+
+
+def test_ctrl_c_writes_every_unanswered_line_to_the_failed_file(
+    apns: TokenServer, cli, tmp_path, monkeypatch
+) -> None:
+    from apnskit.cli._send import BulkSend
+
+    ids = [str(uuid.uuid4()) for _ in range(20)]
+    source = tmp_path / "n.jsonl"
+    source.write_text(
+        "\n".join(line(t, apns_id=i) for t, i in zip(apns.registered * 4, ids, strict=True)) + "\n"
+    )
+    # Replies come late, so several notifications are in flight when Ctrl-C arrives.
+    apns.server.faults.delay_next(20, 0.2)
+    answered: list[int] = []
+    record = BulkSend._record
+
+    def interrupt_after_three(self: BulkSend, result) -> None:  # type: ignore[no-untyped-def]
+        answered.append(self._pending[id(result.notification)][1])
+        record(self, result)
+        if len(answered) == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(BulkSend, "_record", interrupt_after_three)
+    run = cli(*bulk(apns, str(source)))
+    monkeypatch.undo()
+    assert run.code == 130
+    read_up_to = int(run.out.split("interrupted after line ")[1].split(":")[0])
+    failed_path = tmp_path / "n.jsonl.failed.jsonl"
+    failed = read_jsonl(failed_path)
+    # Exactly the lines read and not answered, in line order, each with its original data.
+    assert [r["line"] for r in failed] == sorted(set(range(1, read_up_to + 1)) - set(answered))
+    assert failed, "nothing was in flight: the test did not exercise the interruption"
+    assert all(r["status"] is None and r["reason"] == "interrupted" for r in failed)
+    assert [r["apns_id"] for r in failed] == [ids[r["line"] - 1] for r in failed]
+    assert (
+        f"{len(failed)} line(s) still in flight got no answer and were written to "
+        f"{failed_path}" in run.out
+    )
+    assert f"{len(failed)} rejected, failed, malformed or interrupted line(s)" in run.out
+
+    # A rerun from the failed file sends exactly those and completes them.
+    apns.server.faults.clear()
+    apns.server.clear_received()
+    rerun = cli(*bulk(apns, str(failed_path), "--failed-out", str(tmp_path / "again.jsonl")))
+    assert rerun.code == 0, rerun.err
+    assert sorted(r.apns_id for r in apns.server.received) == sorted(r["apns_id"] for r in failed)
+    assert f"{len(failed)} notifications in" in rerun.out

@@ -162,3 +162,29 @@ def test_main_defaults_to_sys_argv(monkeypatch, capsys) -> None:
     monkeypatch.setattr(sys, "argv", ["apnskit", "demo", "--count", "2"])
     assert main() == 2
     assert "--count" in capsys.readouterr().err
+
+
+def test_demo_help_shows_percent_signs_once(cli) -> None:
+    run = cli("demo", "--help")
+    assert run.code == 0
+    text = " ".join(run.out.split())
+    assert "(1% to an unregistered token and 1% to an unknown one)" in text
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["send"],
+        ["broadcast"],
+        ["channels"],
+        ["channels", "create"],
+        ["check"],
+        ["demo"],
+        ["mock-server"],
+    ],
+)
+def test_no_help_text_shows_a_doubled_percent_sign(cli, argv) -> None:
+    run = cli(*argv, "--help")
+    assert run.code == 0
+    assert "%%" not in run.out

@@ -49,7 +49,7 @@ def add_demo_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="send a batch through PushClient and AsyncPushClient to an embedded mock server",
         description=(
             "Start a mock APNs server in this process, then send the same batch through "
-            "PushClient and AsyncPushClient (1%% to an unregistered token and 1%% to an unknown "
+            "PushClient and AsyncPushClient (1% to an unregistered token and 1% to an unknown "
             "one) and print a results table and the throughput of each. Nothing leaves this "
             "machine."
         ),

@@ -512,6 +512,7 @@ class _Tally:
     malformed: int = 0
     submitted: int = 0
     failed_written: int = 0
+    interrupted: int = 0
     reasons: Counter[str] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
 
@@ -648,6 +649,9 @@ class BulkSend:
             if source is not self.stdin and source is not getattr(self.stdin, "buffer", None):
                 source.close()
             if self._failed_file is not None:
+                # Here rather than in the except above: a second Ctrl-C while the client
+                # closes must not lose them either.
+                self._write_interrupted()
                 self._failed_file.close()
         if self.tally.failed_written == 0:
             # Nothing to pick up: leave no stale file from an earlier run behind.
@@ -681,6 +685,17 @@ class BulkSend:
             self.tally.submitted += 1
             yield notification
 
+    def _write_interrupted(self) -> None:
+        # Read and handed to the client but never answered: APNs may or may not have
+        # delivered them, and without this record a rerun from the failed file would miss
+        # them. In line order (the dict keeps insertion order).
+        for _notification, line, data in self._pending.values():
+            record = dict(data)
+            record.update(line=line, status=None, reason="interrupted", error="interrupted")
+            self._write_failed(record)
+            self.tally.interrupted += 1
+        self._pending.clear()
+
     def _malformed(self, error: LineError, text: str) -> None:
         self.tally.malformed += 1
         self._clear_progress_line()
@@ -700,7 +715,9 @@ class BulkSend:
             self.err.write("\r\x1b[2K")
 
     def _record(self, result: PushResult) -> None:
-        entry = self._pending.pop(id(result.notification), None)
+        # Popped only once written: a Ctrl-C in the middle leaves the line pending, so it is
+        # written as interrupted rather than lost.
+        entry = self._pending.get(id(result.notification))
         line, data = (entry[1], entry[2]) if entry is not None else (None, {})
         tally = self.tally
         if result.accepted:
@@ -722,6 +739,7 @@ class BulkSend:
             if result.timestamp is not None:
                 record["timestamp"] = _iso(result.timestamp)
             self._write_failed(record)
+        self._pending.pop(id(result.notification), None)
         if self.json_output:
             record = result_record(result)
             record["line"] = line
@@ -739,8 +757,9 @@ class BulkSend:
         lines = []
         if interrupted:
             lines.append(
-                f"interrupted after line {self._line:,}: later lines were not read, and "
-                "notifications still in flight have no result"
+                f"interrupted after line {self._line:,}: later lines were not read; "
+                f"{t.interrupted:,} line(s) still in flight got no answer and were written to "
+                f"{self.failed_out} (reason interrupted)"
             )
         lines.append(f"{t.done:,} notifications in {elapsed:.2f} s ({rate:,.0f}/s)")
         lines.append(f"  {'accepted':<34}{t.accepted:>10,}")
@@ -750,10 +769,12 @@ class BulkSend:
         lines.extend(f"    {name:<32}{n:>10,}" for name, n in t.errors.most_common())
         lines.append(f"  {'malformed':<34}{t.malformed:>10,}")
         if t.failed_written:
-            lines.append(
-                f"{t.failed_written:,} rejected, failed or malformed line(s) written to "
-                f"{self.failed_out}"
+            kinds = (
+                "rejected, failed, malformed or interrupted"
+                if t.interrupted
+                else "rejected, failed or malformed"
             )
+            lines.append(f"{t.failed_written:,} {kinds} line(s) written to {self.failed_out}")
         else:
             lines.append("nothing to retry: no failed file written")
         print("\n".join(lines), file=to, flush=True)
