@@ -346,7 +346,7 @@ class AsyncPushClient(ClientBase):
                         break
                     if self._wake.is_set():
                         continue
-                    wakeup = dispatcher.next_wakeup()
+                    wakeup = dispatcher.next_wakeup(now)
                     timeout = None if wakeup is None else max(0.0, wakeup - clock())
                     if not any(c.stream is not None for c in dispatcher.connections):
                         # Waiting for a connect (or its backoff) to finish.

@@ -906,6 +906,14 @@ class Notification:
                 )
             resolved = given
             setattr_(self, "push_type", resolved)
+            if inferred is PushType.LIVEACTIVITY and resolved is not PushType.LIVEACTIVITY:
+                # Apple: the push type must match the payload; an ActivityKit payload (one
+                # with an "event") only reaches the Live Activity as a liveactivity push.
+                raise _fail(
+                    "push_type",
+                    f"{resolved.value!r} does not match a Live Activity payload (it has an "
+                    "'event'); use 'liveactivity' or leave push_type out",
+                )
         setattr_(self, "resolved_push_type", resolved)
 
         limit = resolved.max_payload_size
@@ -1015,14 +1023,19 @@ class Notification:
         return clone
 
     def __repr__(self) -> str:
+        # getattr: a repr may be asked for while __post_init__ is still rejecting the object
+        # (tracebacks, debuggers, hypothesis reports); it must not raise then.
+        resolved = getattr(self, "resolved_push_type", None)
         parts = [
             f"device_token={self.device_token!r}",
             f"topic={self.topic!r}",
-            f"push_type={self.resolved_push_type.value!r}",
+            f"push_type={resolved.value if resolved else self.push_type!r}",
         ]
         if self.apns_id is not None:
             parts.append(f"apns_id={self.apns_id!r}")
-        parts.append(f"body_bytes={len(self.body)}")
+        body = getattr(self, "body", None)
+        if body is not None:
+            parts.append(f"body_bytes={len(body)}")
         return f"Notification({', '.join(parts)})"
 
 

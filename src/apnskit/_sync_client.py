@@ -318,7 +318,7 @@ class PushClient(ClientBase):
                         if data:
                             writes.append((conn, data))
                 closing = list(dispatcher.closing_connections())
-                wakeup = dispatcher.next_wakeup()
+                wakeup = dispatcher.next_wakeup(now)
             for conn in closing:
                 self._release(conn)
             for conn in to_open:

@@ -575,3 +575,15 @@ def test_apns_id_normalized_to_lowercase() -> None:
 )
 def test_bad_apns_id(expect_invalid: Checker, value: Any) -> None:
     expect_invalid("apns_id", make, apns_id=value, match="not a canonical UUID")
+
+
+def test_live_activity_payload_needs_the_liveactivity_push_type() -> None:
+    from datetime import datetime, timezone
+
+    payload = Payload.live_activity_update(
+        content_state={"score": 1}, timestamp=datetime.now(timezone.utc)
+    )
+    with pytest.raises(InvalidNotificationError, match=r"^push_type: .alert. does not match"):
+        Notification("ab" * 32, payload, topic="com.example.app", push_type="alert")
+    inferred = Notification("ab" * 32, payload, topic="com.example.app.push-type.liveactivity")
+    assert inferred.resolved_push_type is PushType.LIVEACTIVITY

@@ -128,6 +128,12 @@ def check_round_trip(payload: Payload | dict[str, Any], push_type: PushType) -> 
     as_dict = payload.to_dict() if isinstance(payload, Payload) else payload
     size = expected_size(as_dict)
     topic = TOPIC + push_type.topic_suffix
+    aps = as_dict.get("aps")
+    if isinstance(aps, dict) and "event" in aps and push_type is not PushType.LIVEACTIVITY:
+        # A Live Activity payload only goes out as a liveactivity push.
+        with pytest.raises(InvalidNotificationError, match=r"^push_type: .* Live Activity"):
+            Notification(TOKEN, payload, topic=topic, push_type=push_type)
+        return
     if size > push_type.max_payload_size:
         with pytest.raises(InvalidNotificationError, match=f"^payload: {size} bytes is over"):
             Notification(TOKEN, payload, topic=topic, push_type=push_type)

@@ -217,6 +217,7 @@ class PooledConnection:
         "core",
         "id",
         "last_activity",
+        "opened_at",
         "ping_deadline",
         "state",
         "stream",
@@ -237,6 +238,8 @@ class PooledConnection:
         self.ping_deadline: float | None = None
         #: True once any response arrived on it (see connections_to_open).
         self.answered = False
+        #: When connection_established() ran.
+        self.opened_at = 0.0
         #: True once ConnectionClosed was emitted: a GOAWAY reports it, the later drain or
         #: loss of the same connection must not report it a second time.
         self.closed_reported = False
@@ -246,6 +249,9 @@ class PooledConnection:
 
 
 _RETRY_STATUSES = frozenset({429, 500, 503})
+# Answers saying the request was turned away before any work (throttled, unavailable): safe
+# to resend even when the request is not idempotent. A 500 may have done part of the work.
+_NOT_PROCESSED_STATUSES = frozenset({429, 503})
 # How many free resends (GOAWAY-unprocessed) a ticket may get on top of its attempts, so a
 # server that keeps refusing with GOAWAY cannot keep a notification alive forever.
 _FREE_RESENDS = 5
@@ -356,7 +362,10 @@ class Dispatcher:
         # Likewise a token connection held at one stream until its first answer: APNs raises
         # the limit after a success, and a second connection would start held too, costing a
         # TLS handshake for nothing (it used to open as soon as the first request went out).
-        if self._hold and any(not c.answered for c in live):
+        # ... unless that first answer is overdue: a stuck first request must not hold every
+        # other notification behind it until their deadlines (the grace is the PING timeout).
+        grace = self._timeout.ping_timeout
+        if self._hold and any(not c.answered and now - c.opened_at < grace for c in live):
             return []
         conn = PooledConnection(
             self._next_connection_id,
@@ -371,6 +380,8 @@ class Dispatcher:
         conn.core.initiate()
         conn.state = PooledConnection.READY
         conn.last_activity = now
+        conn.opened_at = now
+        self._reconnect_at = 0.0
         self._connect_failures = 0
         self._emit(ConnectionOpened(connection_id=conn.id, host=self._host, port=self._port))
 
@@ -556,7 +567,7 @@ class Dispatcher:
         if (
             status in _RETRY_STATUSES
             and ticket.attempts < self._retry.max_attempts
-            and getattr(ticket.item, "idempotent", True)
+            and (status in _NOT_PROCESSED_STATUSES or getattr(ticket.item, "idempotent", True))
         ):
             delay = self._retry.delay(ticket.attempts, self._random())
             self._requeue(ticket, delay, now, f"{status} {reason or ''}".strip())
@@ -621,8 +632,8 @@ class Dispatcher:
 
     # ------------------------------------------------------------------ time
 
-    def next_wakeup(self) -> float | None:
-        """The earliest time :meth:`tick` has something to do, or None."""
+    def next_wakeup(self, now: float) -> float | None:
+        """The earliest time after ``now`` that :meth:`tick` has something to do, or None."""
         times: list[float] = []
         if self._retry_heap:
             times.append(self._retry_heap[0][0])
@@ -634,8 +645,18 @@ class Dispatcher:
         for conn in self.connections:
             if conn.ping_deadline is not None:
                 times.append(conn.ping_deadline)
-        if self._waiting and self._reconnect_at:
-            times.append(self._reconnect_at)
+        if self._waiting:
+            # Times that let connections_to_open() grant a connection. Only future ones: a
+            # past one has been acted on, or is blocked by something else that will wake us.
+            if self._reconnect_at > now:
+                times.append(self._reconnect_at)
+            if self._hold:
+                grace = self._timeout.ping_timeout
+                for conn in self.connections:
+                    if not conn.answered and conn.state == PooledConnection.READY:
+                        overdue_at = conn.opened_at + grace
+                        if overdue_at > now:
+                            times.append(overdue_at)
         return min(times) if times else None
 
     def tick(self, now: float) -> None:
