@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import pytest
-from apns_h2client import H2TestClient, Response, bearer
+from apns_h2client import KEY_ID, SIGNING_KEY, TEAM_ID, H2TestClient, Response, bearer
 
 from apnskit.testing import MockApnsServer
 
@@ -247,3 +248,63 @@ def test_pipelined_throughput_smoke(server: MockApnsServer, client: H2TestClient
     responses = client.send_many([_request(client)] * 300)
     assert {r.status for r in responses} == {200}
     assert len(server.received) == 301
+
+
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_GIVEN_ID = "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
+
+
+@pytest.mark.parametrize("script", ["fail_next", "expire_token_next"])
+def test_forced_replies_carry_ids_like_validated_ones(
+    server: MockApnsServer, client: H2TestClient, script: str
+) -> None:
+    getattr(server.faults, script)(2)
+    echoed = client.push(extra=[("apns-id", _GIVEN_ID)])
+    made = client.push()
+    expected = {"fail_next": 503, "expire_token_next": 403}[script]
+    assert echoed.status == expected
+    assert made.status == expected
+    # Apple: apns-id is the request's or one APNs made; sandbox adds apns-unique-id.
+    assert echoed.headers["apns-id"] == _GIVEN_ID
+    assert _UUID.fullmatch(made.headers["apns-id"])
+    for response in (echoed, made):
+        assert _UUID.fullmatch(response.headers["apns-unique-id"])
+    assert echoed.headers["apns-unique-id"] != made.headers["apns-unique-id"]
+    assert [r.apns_id for r in server.received] == [_GIVEN_ID, made.headers["apns-id"]]
+
+
+def test_forced_reply_in_production_has_no_unique_id(connect) -> None:
+    with MockApnsServer(environment="production") as production:
+        production.trust_key(KEY_ID, TEAM_ID, SIGNING_KEY.public_key())
+        production.faults.fail_next(1, status=429)
+        response = connect(production).push()
+    assert response.status == 429
+    assert _UUID.fullmatch(response.headers["apns-id"])
+    assert "apns-unique-id" not in response.headers
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("POST", "/4/broadcasts/apps/com.example.app", b'{"aps":{"event":"update"}}'),
+        ("GET", "/1/apps/com.example.app/all-channels", b""),
+    ],
+)
+def test_forced_replies_to_broadcast_requests_echo_the_request_id(
+    server: MockApnsServer, client: H2TestClient, method: str, path: str, body: bytes
+) -> None:
+    server.faults.fail_next(2, status=500)
+    given, made = (
+        client.wait(
+            [
+                client.send(
+                    client.headers_for(method=method, path=path, topic=None, extra=extra),
+                    body,
+                )
+            ]
+        )[0]
+        for extra in ([("apns-request-id", _GIVEN_ID)], [])
+    )
+    assert given.status == made.status == 500
+    assert given.headers["apns-request-id"] == _GIVEN_ID
+    assert _UUID.fullmatch(made.headers["apns-request-id"])

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from apnskit._config import Environment
 from apnskit.testing._server_connection import Fault, ReceivedRequest, Reply, redact_headers
 from apnskit.testing._validation import (
+    _UUID_RE,
     MAX_CHANNELS,
     BroadcastValidator,
     ChannelStore,
@@ -480,12 +482,7 @@ class ApnsApplication:
                     reply, payload = self.validator.validate(request, now)
             if forced is not None:
                 if type(forced) is Reply:
-                    headers = tuple(
-                        (name, value)
-                        for name in ("apns-id", "apns-request-id")
-                        if (value := request.headers.get(name))
-                    )
-                    reply = Reply(forced.status, headers, forced.reason)
+                    reply = Reply(forced.status, self._forced_headers(request), forced.reason)
                     if forced.reason == "ExpiredProviderToken":
                         self.validator.expire(request)
                 else:
@@ -499,6 +496,25 @@ class ApnsApplication:
                 outcome = Fault.delay(delay, reply)
             self._record(request, payload, reply, "delayed" if delay else "reply", now)
             return outcome
+
+    def _forced_headers(self, request: ReceivedRequest) -> tuple[tuple[str, str], ...]:
+        """The ids a scripted reply carries: the same ones a validated reply would."""
+        path = request.path
+        if is_broadcast_path(path) or is_management_path(path):
+            # Apple: the apns-request-id is echoed, or made by APNs when the request had none.
+            request_id = request.headers.get("apns-request-id")
+            if request_id is None or _UUID_RE.fullmatch(request_id) is None:
+                request_id = str(uuid.uuid4())
+            return (("apns-request-id", request_id),)
+        # Apple ("Handling notification responses from APNs"): every response has apns-id
+        # (the request's, or one APNs made) and, in the development environment only,
+        # apns-unique-id.
+        apns_id = request.headers.get("apns-id")
+        if apns_id is None or _UUID_RE.fullmatch(apns_id) is None:
+            apns_id = str(uuid.uuid4())
+        if self.environment is Environment.SANDBOX:
+            return (("apns-id", apns_id), ("apns-unique-id", str(uuid.uuid4())))
+        return (("apns-id", apns_id),)
 
     def _record(
         self,

@@ -140,13 +140,16 @@ class MockApnsServer:
             after the connection's first successful request; one stream until then).
         certfile: A server certificate (PEM) to present instead of the generated one.
         keyfile: Its private key (PEM).
-        ca_file: The CA file clients should trust when ``certfile`` is given.
+        ca_file: The CA file that signed ``certfile`` (for a self-signed certificate, the
+            certificate file itself), which clients should trust; required with ``certfile``,
+            not allowed without it.
         client_ca_file: Extra CA certificates trusted for client certificates.
         max_channels: Broadcast channels an app may have (Apple: 10,000 per environment);
             tests lower it to reach the limit quickly.
 
     Raises:
-        ConfigurationError: Inconsistent options (e.g. ``certfile`` without ``keyfile``).
+        ConfigurationError: Inconsistent options (e.g. ``certfile`` without ``keyfile`` or
+            without ``ca_file``).
     """
 
     def __init__(
@@ -168,6 +171,19 @@ class MockApnsServer:
             raise ConfigurationError(f"auth: {auth!r} must be 'token' or 'certificate'")
         if (certfile is None) != (keyfile is None):
             raise ConfigurationError("certfile/keyfile: give both or neither")
+        # Without these checks ca_file would name the generated CA, which did not sign a given
+        # certificate (or a given CA that did not sign the generated one): clients trusting it
+        # fail verification with a message that points nowhere near the cause.
+        if certfile is not None and ca_file is None:
+            raise ConfigurationError(
+                "ca_file: give the CA that signed certfile (for a self-signed certificate, "
+                "the certificate file itself)"
+            )
+        if ca_file is not None and certfile is None:
+            raise ConfigurationError(
+                "ca_file: only with certfile/keyfile; the generated server certificate is "
+                "signed by the server's own CA (read it from MockApnsServer.ca_file)"
+            )
         if isinstance(max_concurrent_streams, bool) or max_concurrent_streams < 1:
             raise ConfigurationError(
                 f"max_concurrent_streams: {max_concurrent_streams!r} must be an integer >= 1"
