@@ -2,7 +2,13 @@
 
 # -- clients (issue 4) --
 from apnskit._async_client import AsyncPushClient
-from apnskit._broadcast import BroadcastNotification, Channel, ChannelError, MessageStoragePolicy
+from apnskit._broadcast import (
+    BroadcastNotification,
+    Channel,
+    ChannelError,
+    ChannelList,
+    MessageStoragePolicy,
+)
 from apnskit._certinfo import CertificateInfo, CertificateTopic
 from apnskit._config import (
     DEFAULT_LIMITS,
@@ -66,6 +72,7 @@ __all__ = [
     "CertificateTopic",
     "Channel",
     "ChannelError",
+    "ChannelList",
     "ClientClosedError",
     "ClientEvent",
     "ConfigurationError",

@@ -21,6 +21,7 @@ import anyio.abc
 from apnskit._broadcast import (
     BroadcastNotification,
     Channel,
+    ChannelList,
     ChannelRequest,
     MessageStoragePolicy,
     channel_from_result,
@@ -209,8 +210,8 @@ class AsyncPushClient(ClientBase):
         request = get_channel_request(bundle_id, channel_id, request_id=request_id)
         return channel_from_result(request, await self._manage(request))
 
-    async def list_channels(self, bundle_id: str, *, request_id: str | None = None) -> list[str]:
-        """The ids of every channel of ``bundle_id`` in this environment.
+    async def list_channels(self, bundle_id: str, *, request_id: str | None = None) -> ChannelList:
+        """The ids of every channel of ``bundle_id`` in this environment (``.request_id`` too).
 
         Raises:
             ChannelError: APNs refused or did not answer.
@@ -220,14 +221,14 @@ class AsyncPushClient(ClientBase):
 
     async def delete_channel(
         self, bundle_id: str, channel_id: str, *, request_id: str | None = None
-    ) -> None:
-        """Delete a channel.
+    ) -> Channel:
+        """Delete a channel; returns it with the answer's ``request_id``.
 
         Raises:
             ChannelError: APNs refused (e.g. ``ChannelNotRegistered``) or did not answer.
         """
         request = delete_channel_request(bundle_id, channel_id, request_id=request_id)
-        check_deleted(request, await self._manage(request))
+        return check_deleted(request, await self._manage(request))
 
     async def _manage(self, request: ChannelRequest) -> PushResult:
         # Channel management lives on its own host: a small client of our own kind, made on

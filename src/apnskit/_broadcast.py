@@ -58,6 +58,7 @@ __all__ = [
     "BroadcastNotification",
     "Channel",
     "ChannelError",
+    "ChannelList",
     "ChannelRequest",
     "MessageStoragePolicy",
     "channel_from_result",
@@ -319,6 +320,16 @@ class Channel:
     message_storage_policy: MessageStoragePolicy | None
     push_type: str | None
     request_id: str | None
+
+
+class ChannelList(list[str]):
+    """The channel ids of an app (a plain ``list`` of ids), with the answer's request id.
+
+    Attributes:
+        request_id: The ``apns-request-id`` of the answer, or ``None``.
+    """
+
+    request_id: str | None = None
 
 
 class ChannelError(PushRejectedError):
@@ -588,7 +599,7 @@ def channel_from_result(request: ChannelRequest, result: PushResult) -> Channel:
     )
 
 
-def channel_ids_from_result(request: ChannelRequest, result: PushResult) -> list[str]:
+def channel_ids_from_result(request: ChannelRequest, result: PushResult) -> ChannelList:
     """Turn the answer to a ``list`` request into the app's channel ids.
 
     Raises:
@@ -601,11 +612,16 @@ def channel_ids_from_result(request: ChannelRequest, result: PushResult) -> list
     channels = _json_body(request, result).get("channels")
     if not isinstance(channels, list) or not all(isinstance(c, str) for c in channels):
         raise ChannelError(result, request, "the answer's 'channels' is not a list of ids")
-    return list(channels)
+    ids = ChannelList(channels)
+    ids.request_id = result.request_id
+    return ids
 
 
-def check_deleted(request: ChannelRequest, result: PushResult) -> None:
+def check_deleted(request: ChannelRequest, result: PushResult) -> Channel:
     """Check the answer to a ``delete`` request (Apple answers 204 No Content).
+
+    Returns:
+        The deleted channel (its id and the answer's request id; nothing else is known).
 
     Raises:
         ChannelError: The answer was not a success (or no answer arrived).
@@ -615,5 +631,14 @@ def check_deleted(request: ChannelRequest, result: PushResult) -> None:
     if result.reason == "ChannelNotRegistered" and result.attempts > 1:
         # An earlier send of this DELETE may have deleted the channel and only its answer was
         # lost (the request was resent): the channel is gone, which is what was asked.
-        return
-    _require_success(request, result)
+        pass
+    else:
+        _require_success(request, result)
+    assert request.channel_id is not None  # delete requests always name their channel
+    return Channel(
+        channel_id=request.channel_id,
+        bundle_id=request.bundle_id,
+        message_storage_policy=None,
+        push_type=None,
+        request_id=result.request_id,
+    )

@@ -20,6 +20,7 @@ from typing import Any
 from apnskit._broadcast import (
     BroadcastNotification,
     Channel,
+    ChannelList,
     ChannelRequest,
     MessageStoragePolicy,
     channel_from_result,
@@ -204,8 +205,8 @@ class PushClient(ClientBase):
         request = get_channel_request(bundle_id, channel_id, request_id=request_id)
         return channel_from_result(request, self._manage(request))
 
-    def list_channels(self, bundle_id: str, *, request_id: str | None = None) -> list[str]:
-        """The ids of every channel of ``bundle_id`` in this environment.
+    def list_channels(self, bundle_id: str, *, request_id: str | None = None) -> ChannelList:
+        """The ids of every channel of ``bundle_id`` in this environment (``.request_id`` too).
 
         Raises:
             ChannelError: APNs refused or did not answer.
@@ -215,14 +216,14 @@ class PushClient(ClientBase):
 
     def delete_channel(
         self, bundle_id: str, channel_id: str, *, request_id: str | None = None
-    ) -> None:
-        """Delete a channel.
+    ) -> Channel:
+        """Delete a channel; returns it with the answer's ``request_id``.
 
         Raises:
             ChannelError: APNs refused (e.g. ``ChannelNotRegistered``) or did not answer.
         """
         request = delete_channel_request(bundle_id, channel_id, request_id=request_id)
-        check_deleted(request, self._manage(request))
+        return check_deleted(request, self._manage(request))
 
     def _manage(self, request: ChannelRequest) -> PushResult:
         # Channel management lives on its own host: a small client of our own kind, made on

@@ -51,12 +51,13 @@ class BroadcastClient:
         channel: apnskit.Channel = await self._call("get_channel", BUNDLE, channel_id, **kwargs)
         return channel
 
-    async def list_channels(self, bundle_id: str = BUNDLE, **kwargs: Any) -> list[str]:
-        ids: list[str] = await self._call("list_channels", bundle_id, **kwargs)
+    async def list_channels(self, bundle_id: str = BUNDLE, **kwargs: Any) -> apnskit.ChannelList:
+        ids: apnskit.ChannelList = await self._call("list_channels", bundle_id, **kwargs)
         return ids
 
-    async def delete_channel(self, channel_id: str, **kwargs: Any) -> None:
-        await self._call("delete_channel", BUNDLE, channel_id, **kwargs)
+    async def delete_channel(self, channel_id: str, **kwargs: Any) -> apnskit.Channel:
+        deleted: apnskit.Channel = await self._call("delete_channel", BUNDLE, channel_id, **kwargs)
+        return deleted
 
     async def close(self) -> None:
         await self._call("close")

@@ -95,7 +95,10 @@ def test_channel_ids_with_bad_body(body: bytes) -> None:
 
 
 def test_deleted() -> None:
-    assert check_deleted(DELETE, answer(DELETE, 204)) is None
+    deleted = check_deleted(DELETE, answer(DELETE, 204))
+    assert deleted.channel_id == DELETE.channel_id
+    assert deleted.bundle_id == DELETE.bundle_id
+    assert deleted.message_storage_policy is None
 
 
 @pytest.mark.parametrize(

@@ -488,3 +488,19 @@ async def test_management_address_overrides(flavor: str) -> None:
         ("proxy.example", 8443),
         ("manage.example", 9443),
     ]
+
+
+async def test_list_and_delete_carry_the_request_id(
+    server: MockApnsServer, make: MakeClient
+) -> None:
+    channel_id = server.create_channel(BUNDLE, 0)
+    client = make()
+    listed = await client.list_channels(request_id="5f1d3a2e-8c4b-4e6f-9a7d-0b2c4e6f8a1d")
+    assert listed == [channel_id]
+    assert listed.request_id == "5f1d3a2e-8c4b-4e6f-9a7d-0b2c4e6f8a1d"
+    deleted = await client.delete_channel(
+        channel_id, request_id="6a2e4b3f-9d5c-4f7a-8b8e-1c3d5f7a9b2e"
+    )
+    assert deleted.channel_id == channel_id
+    assert deleted.bundle_id == BUNDLE
+    assert deleted.request_id == "6a2e4b3f-9d5c-4f7a-8b8e-1c3d5f7a9b2e"

@@ -161,16 +161,26 @@ def test_feature_not_enabled_exits_1(apns: TokenServer, bundle: str, cli) -> Non
     assert "status 403, FeatureNotEnabled" in run.err
 
 
-def test_create_is_sent_once_after_503(apns: TokenServer, bundle: str, cli) -> None:
-    apns.server.faults.fail_next(1, status=503, reason="ServiceUnavailable")
+def test_create_is_sent_once_after_500(apns: TokenServer, bundle: str, cli) -> None:
+    # A 500 may have made the channel: create is not resent after it.
+    apns.server.faults.fail_next(1, status=500, reason="InternalServerError")
     run = cli(*channels(apns, "create", bundle))
     assert run.code == 1
-    assert "ServiceUnavailable" in run.err
+    assert "InternalServerError" in run.err
     assert management_requests(apns.server) == [f"POST /1/apps/{bundle}/channels"]
     assert apns.server.channels(bundle) == []
     # A read is retried.
     apns.server.faults.fail_next(1, status=503)
     assert cli(*channels(apns, "list", bundle)).code == 0
+
+
+def test_create_is_resent_after_503(apns: TokenServer, bundle: str, cli) -> None:
+    # 503 says APNs did nothing, so resending the create cannot make two channels.
+    apns.server.faults.fail_next(1, status=503, reason="ServiceUnavailable")
+    run = cli(*channels(apns, "create", bundle))
+    assert run.code == 0
+    assert len(apns.server.channels(bundle)) == 1
+    assert management_requests(apns.server) == [f"POST /1/apps/{bundle}/channels"] * 2
 
 
 def test_no_server_exits_3(apns: TokenServer, bundle: str, cli) -> None:
