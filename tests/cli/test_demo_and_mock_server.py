@@ -65,7 +65,7 @@ def test_demo_count_too_small_exits_2(cli) -> None:
 def test_mock_server_delegates_its_arguments(cli, monkeypatch) -> None:
     seen: list[list[str]] = []
 
-    def fake_run(argv, *, stop=None, out=None) -> int:
+    def fake_run(argv, *, stop=None, out=None, err=None) -> int:
         seen.append(argv)
         return 0
 

@@ -92,7 +92,7 @@ def main(
         from apnskit.testing._cli import run_mock_server
 
         try:
-            return run_mock_server(args_list[1:], out=out)
+            return run_mock_server(args_list[1:], out=out, err=err)
         except SystemExit as exit_:
             return _code(exit_)
 

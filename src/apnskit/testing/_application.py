@@ -321,6 +321,8 @@ class ApnsApplication:
         set_max_concurrent_streams: Called by ``faults.set_max_concurrent_streams``.
         max_channels: Channels an app may have (Apple: 10,000 per environment); lower it to
             test the limit.
+        on_request: Called with each request's :class:`ReceivedNotification` once it is
+            answered, from the thread serving it (outside the lock; it must not raise).
     """
 
     def __init__(
@@ -332,6 +334,7 @@ class ApnsApplication:
         clock: Callable[[], float] | None = None,
         set_max_concurrent_streams: Callable[[int], None] | None = None,
         max_channels: int = MAX_CHANNELS,
+        on_request: Callable[[ReceivedNotification], None] | None = None,
     ) -> None:
         if auth not in ("token", "certificate"):
             raise ValueError(f"auth: {auth!r} must be 'token' or 'certificate'")
@@ -355,6 +358,8 @@ class ApnsApplication:
         self.faults = FaultPlan(self.lock, set_max_concurrent_streams)
         self.received: list[ReceivedNotification] = []
         """Every request received, in order of arrival."""
+        self.on_request = on_request
+        """Called with each request's record once it is answered (from the serving thread)."""
 
     @property
     def strict(self) -> bool:
@@ -469,33 +474,43 @@ class ApnsApplication:
             self.verifier.trust(key)
 
     def __call__(self, request: ReceivedRequest) -> Reply | Fault:
-        """Answer one request."""
+        """Answer one request (and pass its record to :attr:`on_request`)."""
         with self.lock:
-            now = self.now()
-            forced, delay = self.faults._take()
-            payload: Any = None
-            if forced is None or (type(forced) is Fault and forced.kind == "no_reply"):
-                path = request.path
-                if is_broadcast_path(path) or is_management_path(path):
-                    reply, payload = self.broadcast_validator.validate(request, now)
-                else:
-                    reply, payload = self.validator.validate(request, now)
-            if forced is not None:
-                if type(forced) is Reply:
-                    reply = Reply(forced.status, self._forced_headers(request), forced.reason)
-                    if forced.reason == "ExpiredProviderToken":
-                        self.validator.expire(request)
-                else:
-                    assert isinstance(forced, Fault)
-                    self._record(request, payload, None, forced.kind, now)
-                    return forced
-            elif reply.reason == "ExpiredProviderToken":
-                self.validator.expire(request)
-            outcome: Reply | Fault = reply
-            if delay is not None:
-                outcome = Fault.delay(delay, reply)
-            self._record(request, payload, reply, "delayed" if delay else "reply", now)
-            return outcome
+            outcome = self._answer(request)
+            record = self.received[-1]
+        hook = self.on_request
+        if hook is not None:
+            # Outside the lock: a slow hook (printing to a pipe) must not hold up other
+            # connections' requests or the test thread reading records.
+            hook(record)
+        return outcome
+
+    def _answer(self, request: ReceivedRequest) -> Reply | Fault:
+        now = self.now()
+        forced, delay = self.faults._take()
+        payload: Any = None
+        if forced is None or (type(forced) is Fault and forced.kind == "no_reply"):
+            path = request.path
+            if is_broadcast_path(path) or is_management_path(path):
+                reply, payload = self.broadcast_validator.validate(request, now)
+            else:
+                reply, payload = self.validator.validate(request, now)
+        if forced is not None:
+            if type(forced) is Reply:
+                reply = Reply(forced.status, self._forced_headers(request), forced.reason)
+                if forced.reason == "ExpiredProviderToken":
+                    self.validator.expire(request)
+            else:
+                assert isinstance(forced, Fault)
+                self._record(request, payload, None, forced.kind, now)
+                return forced
+        elif reply.reason == "ExpiredProviderToken":
+            self.validator.expire(request)
+        outcome: Reply | Fault = reply
+        if delay is not None:
+            outcome = Fault.delay(delay, reply)
+        self._record(request, payload, reply, "delayed" if delay else "reply", now)
+        return outcome
 
     def _forced_headers(self, request: ReceivedRequest) -> tuple[tuple[str, str], ...]:
         """The ids a scripted reply carries: the same ones a validated reply would."""

@@ -42,7 +42,7 @@ import ssl
 import string
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -146,6 +146,8 @@ class MockApnsServer:
         client_ca_file: Extra CA certificates trusted for client certificates.
         max_channels: Broadcast channels an app may have (Apple: 10,000 per environment);
             tests lower it to reach the limit quickly.
+        on_request: Called with each request's :class:`ReceivedNotification` once it is
+            answered, from the thread serving it; it must not raise (e.g. to log requests).
 
     Raises:
         ConfigurationError: Inconsistent options (e.g. ``certfile`` without ``keyfile`` or
@@ -166,6 +168,7 @@ class MockApnsServer:
         ca_file: str | os.PathLike[str] | None = None,
         client_ca_file: str | os.PathLike[str] | None = None,
         max_channels: int = MAX_CHANNELS,
+        on_request: Callable[[ReceivedNotification], None] | None = None,
     ) -> None:
         if auth not in ("token", "certificate"):
             raise ConfigurationError(f"auth: {auth!r} must be 'token' or 'certificate'")
@@ -206,6 +209,7 @@ class MockApnsServer:
             strict=strict,
             set_max_concurrent_streams=self._set_max_concurrent_streams,
             max_channels=max_channels,
+            on_request=on_request,
         )
         self._links: dict[int, _Link] = {}
         self._next_connection_id = 1
