@@ -40,6 +40,9 @@ from apnskit._transports._anyio import AnyioTransport
 
 __all__ = ["AsyncPushClient"]
 
+# How long close() waits for the task doing I/O to step down before writing GOAWAY itself.
+_STEP_DOWN_WAIT = 5.0
+
 
 class AsyncPushClient(ClientBase):
     """Send notifications to APNs from async code (asyncio or trio, through anyio).
@@ -246,14 +249,23 @@ class AsyncPushClient(ClientBase):
         if self._closed:
             return
         self._closed = True
-        management, self._management = self._management, None
-        if management is not None:
-            await management.close()
+        # End every ticket before the first await, so no waiting task wakes to find its
+        # notification without a result.
         conns = self._dispatcher.close_all(ClientClosedError("the client was closed"))
         if self._task_group is not None:
             self._task_group.cancel_scope.cancel()
         self._notify()
+        management, self._management = self._management, None
         with anyio.CancelScope(shield=True):
+            if management is not None:
+                await management.close()
+            # Let the driving task leave (its shielded write may still be finishing) before
+            # writing GOAWAY ourselves: one writer per stream.
+            with anyio.move_on_after(_STEP_DOWN_WAIT):
+                while self._driving:
+                    if self._changed is None:
+                        self._changed = anyio.Event()
+                    await self._changed.wait()
             for conn in conns:
                 stream = conn.stream
                 if stream is None:
@@ -296,7 +308,11 @@ class AsyncPushClient(ClientBase):
     async def _wait(self, done: Callable[[], bool]) -> None:
         """Wait until ``done()``; drive the I/O while nobody else does."""
         while True:
-            if done() or self._closed:
+            if done():
+                return
+            if self._closed:
+                # close() ended every ticket already; a predicate that is still false (a
+                # send_many waiting for room) has nothing more to wait for.
                 return
             if not self._driving:
                 self._driving = True

@@ -40,6 +40,10 @@ from apnskit._transports._socket import SocketTransport
 
 __all__ = ["PushClient"]
 
+# How long close() waits for the thread doing I/O to step down (it does at its next step; a
+# connect or a write in progress is bounded by the connect timeout and the write timeout).
+_STEP_DOWN_WAIT = 35.0
+
 
 class PushClient(ClientBase):
     """Send notifications to APNs from blocking code (scripts, Django, Flask, threads).
@@ -87,6 +91,7 @@ class PushClient(ClientBase):
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
         self._driving = False
+        self._driver_thread: int | None = None
         self._closed = False
         self._clock: Callable[[], float] = time.monotonic
         self._streams: dict[int, PooledConnection] = {}
@@ -238,16 +243,26 @@ class PushClient(ClientBase):
     def close(self) -> None:
         """Close every connection (GOAWAY) and fail what is still in flight.
 
-        Safe to call more than once.
+        Safe to call more than once, and from any thread: a thread blocked in ``send()``
+        returns with a failed result.
         """
         with self._cond:
             if self._closed:
                 return
             self._closed = True
             management, self._management = self._management, None
+            called_by_driver = self._driver_thread == threading.get_ident()
+        self._poller.wake()
         if management is not None:
             management.close()
         with self._cond:
+            if not called_by_driver:
+                # Let the driving thread notice and step down first: an ssl.SSLSocket must
+                # never be used by two threads at once. It leaves at its next step; a
+                # connect or a write in progress is bounded by their timeouts.
+                limit = time.monotonic() + _STEP_DOWN_WAIT
+                while self._driving and (left := limit - time.monotonic()) > 0:
+                    self._cond.wait(left)
             conns = self._dispatcher.close_all(ClientClosedError("the client was closed"))
             self._cond.notify_all()
         for conn in conns:
@@ -261,7 +276,6 @@ class PushClient(ClientBase):
                     pass
                 self._poller.unregister(stream)
                 stream.close()
-        self._poller.wake()
         self._poller.close()
 
     def __enter__(self) -> PushClient:
@@ -286,10 +300,12 @@ class PushClient(ClientBase):
         while True:
             with self._cond:
                 while True:
-                    if done() or self._closed:
+                    if done():
                         return
-                    if not self._driving:
+                    # After close() nobody drives; close() ends every ticket and notifies.
+                    if not self._driving and not self._closed:
                         self._driving = True
+                        self._driver_thread = threading.get_ident()
                         break
                     self._cond.wait()
             try:
@@ -297,6 +313,7 @@ class PushClient(ClientBase):
             finally:
                 with self._cond:
                     self._driving = False
+                    self._driver_thread = None
                     self._cond.notify_all()
 
     def _drive(self, done: Callable[[], bool]) -> None:

@@ -217,6 +217,7 @@ class PooledConnection:
         "core",
         "id",
         "last_activity",
+        "last_read",
         "opened_at",
         "ping_deadline",
         "state",
@@ -235,6 +236,8 @@ class PooledConnection:
         #: The transport stream, set by the client once connected.
         self.stream: Any = None
         self.last_activity = 0.0
+        #: When bytes last arrived (a connection with streams open and nothing read is suspect).
+        self.last_read = 0.0
         self.ping_deadline: float | None = None
         #: True once any response arrived on it (see connections_to_open).
         self.answered = False
@@ -380,9 +383,11 @@ class Dispatcher:
         conn.core.initiate()
         conn.state = PooledConnection.READY
         conn.last_activity = now
+        conn.last_read = now
         conn.opened_at = now
         self._reconnect_at = 0.0
-        self._connect_failures = 0
+        # _connect_failures is reset by the first answer, not here: a server that accepts
+        # connections and drops them at once must still meet a growing backoff.
         self._emit(ConnectionOpened(connection_id=conn.id, host=self._host, port=self._port))
 
     def connect_failed(self, conn: PooledConnection, error: BaseException, now: float) -> None:
@@ -418,6 +423,7 @@ class Dispatcher:
             return
         event = conn.core.connection_lost()
         self._close_conn(conn, f"lost: {error}", now)
+        self._died_early(conn, now)
         lost = error if isinstance(error, ApnsError) else ConnectionLostError(str(error))
         self._requeue_terminated(event, lost, now)
 
@@ -524,9 +530,12 @@ class Dispatcher:
         if conn.state == PooledConnection.CLOSED:
             return
         conn.last_activity = now
+        conn.last_read = now
         for event in conn.core.receive_data(data, now):
             if type(event) is ResponseReceived:
-                conn.answered = True
+                if not conn.answered:
+                    conn.answered = True
+                    self._connect_failures = 0  # a working connection ends the backoff
                 self._on_response(event, now)
             elif type(event) is StreamReset:
                 self._on_reset(event, now)
@@ -593,6 +602,7 @@ class Dispatcher:
         self, conn: PooledConnection, event: ConnectionTerminated, now: float
     ) -> None:
         reason = event.reason or (f"error code {event.error_code:#x}" if event.error_code else "")
+        self._died_early(conn, now)
         if event.error is not None:
             self._close_conn(conn, f"protocol error: {event.error}", now)
             self._requeue_terminated(event, event.error, now)
@@ -642,9 +652,14 @@ class Dispatcher:
             deadlines.popleft()
         if deadlines and deadlines[0].deadline is not None:
             times.append(deadlines[0].deadline)
+        stall = self._stall_after
         for conn in self.connections:
             if conn.ping_deadline is not None:
                 times.append(conn.ping_deadline)
+            elif conn.core.open_streams and conn.state == PooledConnection.READY:
+                checked_at = conn.last_read + stall
+                if checked_at > now:
+                    times.append(checked_at)
         if self._waiting:
             # Times that let connections_to_open() grant a connection. Only future ones: a
             # past one has been acted on, or is blocked by something else that will wake us.
@@ -670,18 +685,50 @@ class Dispatcher:
             if ticket.deadline is None or ticket.deadline > now:
                 break
             deadlines.popleft()
-            self._expire(ticket)
+            self._expire(ticket, now)
+        stall = self._stall_after
         for conn in list(self.connections):
             if conn.ping_deadline is not None and now >= conn.ping_deadline:
                 conn.ping_deadline = None
                 self.connection_lost(
                     conn, ConnectionLostError("no answer to an HTTP/2 PING health check"), now
                 )
+            elif conn.core.open_streams and now - conn.last_read >= stall:
+                # Streams open and nothing read for a while: a NAT may have dropped the
+                # connection silently (apns-reference.md, "Idle connections"). Ask.
+                self._check(conn, now)
         self.schedule(now)
 
-    def _expire(self, ticket: Ticket) -> None:
-        if ticket.handle is not None and ticket.conn is not None:
-            ticket.conn.core.cancel(ticket.handle)
+    @property
+    def _stall_after(self) -> float:
+        return 2 * self._timeout.ping_timeout
+
+    def _check(self, conn: PooledConnection, now: float) -> None:
+        """PING ``conn``; until the ack it takes no new notifications, without one it is lost."""
+        if conn.state != PooledConnection.READY or conn.ping_deadline is not None:
+            return
+        if conn.core.finished or not conn.core.accepting:
+            return
+        conn.state = PooledConnection.CHECKING
+        conn.core.send_ping(now)
+        conn.ping_deadline = now + self._timeout.ping_timeout
+
+    def _died_early(self, conn: PooledConnection, now: float) -> None:
+        # A connection that ends before answering anything counts as a failed connect, so
+        # a server that accepts and drops (or GOAWAYs) at once meets exponential backoff:
+        # Apple treats rapid reconnects as denial of service (apns-reference.md).
+        if conn.answered:
+            return
+        self._connect_failures += 1
+        delay = self._retry.delay(self._connect_failures, self._random())
+        self._reconnect_at = max(self._reconnect_at, now + delay)
+
+    def _expire(self, ticket: Ticket, now: float) -> None:
+        conn = ticket.conn
+        if ticket.handle is not None and conn is not None:
+            conn.core.cancel(ticket.handle)
+            # No answer in time may mean the connection is dead: check before reusing it.
+            self._check(conn, now)
         self._detach(ticket)
         # Drop it from the waiting queue or retry heap lazily: done tickets are skipped.
         error = DeadlineExceededError(

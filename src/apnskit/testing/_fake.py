@@ -62,11 +62,14 @@ class _FakeConnection:
         self.inbox = bytearray(self.server.data_to_send())
         self.eof = False
         self.closed = False
+        self.blackholed = False
         self.event: anyio.Event | None = None
 
     def deliver(self, data: bytes) -> None:
         if self.closed or self.eof:
             raise ConnectionLostError("the fake connection is closed")
+        if self.blackholed:
+            return  # a silently dead network path: bytes vanish, nothing comes back
         self.server.receive_data(data, time.monotonic())
         self._collect()
         if self.event is not None:
@@ -242,6 +245,15 @@ class FakeTransport:
         conn = _FakeConnection(self, self.connections)
         self._live.append(conn)
         return conn
+
+    def blackhole(self) -> None:
+        """Make every open connection silently dead, as a NAT that forgot it would.
+
+        Writes still succeed, nothing is answered (not even PING), and the connection is not
+        closed: only a health check can tell. New connections work normally.
+        """
+        for conn in self._live:
+            conn.blackholed = True
 
     def set_max_concurrent_streams(self, value: int) -> None:
         """Announce a new stream limit on every open connection (SETTINGS mid-connection)."""

@@ -669,12 +669,14 @@ class MockApnsServer:
             except anyio.EndOfStream:
                 data = b""
             conn.receive_data(data, anyio.current_time())
-            await link.flush()
-            if conn.next_timer() is not None:
-                link.wake.set()
+            # Record a protocol error before its GOAWAY goes out: a test that has just read
+            # the GOAWAY must find the reason in server.errors.
             if conn.error is not None and not link.error_reported:
                 link.error_reported = True
                 self.errors.append(f"connection {conn.connection_id}: {conn.error}")
+            await link.flush()
+            if conn.next_timer() is not None:
+                link.wake.set()
 
     async def _run_timers(self, link: _Link, scope: anyio.CancelScope) -> None:
         conn = link.conn

@@ -50,6 +50,7 @@ instead of one WINDOW_UPDATE pair per request.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -75,6 +76,24 @@ __all__ = [
     "Reply",
     "ServerConnection",
 ]
+
+
+class _NoProviderTokens(logging.Filter):
+    """Drop hpack's DEBUG records of decoded headers: they would log every client's JWT.
+
+    The server side decodes requests with hpack, whose ``hpack.hpack`` logger reports each
+    decoded header at DEBUG, ``authorization: bearer <JWT>`` included. apnskit promises no
+    secret in any log line, in users' test suites too.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = f"{record.msg} {record.args!r}"
+        return "authorization" not in text and "bearer" not in text
+
+
+_hpack_logger = logging.getLogger("hpack.hpack")
+if not any(isinstance(f, _NoProviderTokens) for f in _hpack_logger.filters):
+    _hpack_logger.addFilter(_NoProviderTokens())
 
 #: REFUSED_STREAM (RFC 9113 section 7): the stream was not processed; safe to retry.
 REFUSED_STREAM = 7
