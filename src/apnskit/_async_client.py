@@ -118,7 +118,9 @@ class AsyncPushClient(ClientBase):
         ``notifications`` may be any iterable or async iterable, a generator of millions
         included: it is read only as fast as in-flight room frees up
         (``Limits.max_in_flight``), so memory stays flat. Every notification yields exactly
-        one result; order follows completion.
+        one result; order follows completion. Leaving the loop early cancels what is still
+        pending (close the iterator, e.g. with ``contextlib.aclosing``, for that to happen at
+        once).
         """
         self._check_open()
         if isinstance(notifications, AsyncIterable):
@@ -129,48 +131,60 @@ class AsyncPushClient(ClientBase):
             sync_source = iter(notifications)
         exhausted = [False]  # a cell, so the wait predicate sees updates
         finished: deque[Ticket] = deque()
+        pending: set[Ticket] = set()
         mine = 0
         limit = self._setup.limits.max_in_flight
         batch = max(1, min(1000, limit))
         dispatcher = self._dispatcher
-        while True:
-            if not exhausted[0]:
-                room = min(limit - dispatcher.outstanding, batch)
-                pulled: list[Any] = []
-                while len(pulled) < room:
-                    try:
-                        if sync_source is not None:
-                            pulled.append(next(sync_source))
-                        else:
-                            assert async_source is not None
-                            pulled.append(await async_source.__anext__())
-                    except (StopIteration, StopAsyncIteration):
-                        exhausted[0] = True
-                        break
-                if pulled:
-                    self._check_open()
-                    now = self._clock()
-                    for item in pulled:
-                        ticket = dispatcher.submit(item, now)
-                        if ticket.done:
-                            finished.append(ticket)
-                        else:
-                            ticket.waiter = finished
-                    mine += len(pulled)
-                    self._kick()
-            while finished:
-                ticket = finished.popleft()
-                mine -= 1
-                assert ticket.result is not None
-                yield ticket.result
-            if exhausted[0] and mine == 0:
-                return
-            await self._wait(
-                lambda: (
-                    bool(finished)
-                    or (not exhausted[0] and dispatcher.outstanding < limit - batch // 2)
+        try:
+            while True:
+                if not exhausted[0]:
+                    room = min(limit - dispatcher.outstanding, batch)
+                    pulled: list[Any] = []
+                    while len(pulled) < room:
+                        try:
+                            if sync_source is not None:
+                                pulled.append(next(sync_source))
+                            else:
+                                assert async_source is not None
+                                pulled.append(await async_source.__anext__())
+                        except (StopIteration, StopAsyncIteration):
+                            exhausted[0] = True
+                            break
+                    if pulled:
+                        self._check_open()
+                        now = self._clock()
+                        for item in pulled:
+                            ticket = dispatcher.submit(item, now)
+                            if ticket.done:
+                                finished.append(ticket)
+                            else:
+                                ticket.waiter = finished
+                                pending.add(ticket)
+                        mine += len(pulled)
+                        self._kick()
+                while finished:
+                    ticket = finished.popleft()
+                    pending.discard(ticket)
+                    mine -= 1
+                    assert ticket.result is not None
+                    yield ticket.result
+                if exhausted[0] and mine == 0:
+                    return
+                await self._wait(
+                    lambda: (
+                        bool(finished)
+                        or (not exhausted[0] and dispatcher.outstanding < limit - batch // 2)
+                    )
                 )
-            )
+        finally:
+            if pending:
+                # The caller left early (break, an exception, cancellation): stop what it
+                # no longer waits for instead of sending it anyway.
+                error = ClientClosedError("send_many() was closed before this was answered")
+                for ticket in pending:
+                    dispatcher.cancel(ticket, error)
+                self._notify()
 
     async def send_broadcast(self, notification: BroadcastNotification) -> PushResult:
         """Send a Live Activity update or end to every device subscribed to a channel (iOS 18).

@@ -133,11 +133,32 @@ class PushRejectedError(ApnsError):
     """
 
     def __init__(self, result: PushResult) -> None:
-        reason = result.reason if result.reason is not None else result.error
-        super().__init__(
-            f"notification {result.apns_id or '?'} not accepted: status {result.status}, {reason}"
-        )
+        target = _describe(result.notification)
+        if result.status is None:
+            error = result.error
+            detail = f"{type(error).__name__}: {error}" if error is not None else "no answer"
+            message = f"{target} failed without an answer from APNs ({detail})"
+        else:
+            reason = result.reason if result.reason is not None else "no reason given"
+            message = f"{target} rejected by APNs: {result.status} {reason}"
+        if result.apns_id:
+            message += f" [apns-id {result.apns_id}]"
+        super().__init__(message)
         self.result = result
+        # The underlying error (connection lost, deadline...) is the cause, for tracebacks.
+        if result.error is not None:
+            self.__cause__ = result.error
+
+
+def _describe(item: object) -> str:
+    token = getattr(item, "device_token", None)
+    if isinstance(token, str):
+        shown = f"{token[:8]}...{token[-4:]}" if len(token) > 16 else token
+        return f"notification to {shown}"
+    channel = getattr(item, "channel_id", None)
+    if isinstance(channel, str):
+        return f"broadcast to channel {channel}"
+    return "request"
 
 
 class ClientClosedError(ApnsError):

@@ -121,15 +121,38 @@ class PushClient(ClientBase):
         ``notifications`` may be any iterable, a generator of millions included: it is read
         only as fast as in-flight room frees up (``Limits.max_in_flight``), so memory stays
         flat. Every notification yields exactly one result; order follows completion.
+        Leaving the loop early (``break``, an exception) cancels what is still pending.
         """
         with self._cond:
             self._check_open()
         source = iter(notifications)
         exhausted = [False]  # a cell, so the wait predicate sees updates
         finished: deque[Ticket] = deque()
-        mine = 0
+        pending: set[Ticket] = set()
         limit = self._setup.limits.max_in_flight
         batch = max(1, min(1000, limit))
+        try:
+            yield from self._send_many(source, exhausted, finished, pending, limit, batch)
+        finally:
+            if pending:
+                # The caller left early (break, an exception): stop what it no longer waits
+                # for instead of sending it anyway.
+                with self._cond:
+                    error = ClientClosedError("send_many() was closed before this was answered")
+                    for ticket in pending:
+                        self._dispatcher.cancel(ticket, error)
+                    self._cond.notify_all()
+
+    def _send_many(
+        self,
+        source: Iterator[Any],
+        exhausted: list[bool],
+        finished: deque[Ticket],
+        pending: set[Ticket],
+        limit: int,
+        batch: int,
+    ) -> Iterator[PushResult]:
+        mine = 0
         while True:
             if not exhausted[0]:
                 with self._cond:
@@ -152,10 +175,12 @@ class PushClient(ClientBase):
                                 finished.append(ticket)
                             else:
                                 ticket.waiter = finished
+                                pending.add(ticket)
                         mine += len(pulled)
                     self._poller.wake()
             while finished:
                 ticket = finished.popleft()
+                pending.discard(ticket)
                 mine -= 1
                 assert ticket.result is not None
                 yield ticket.result

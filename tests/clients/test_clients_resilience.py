@@ -149,3 +149,45 @@ def test_no_jwt_in_any_log_line_of_a_full_send(caplog: pytest.LogCaptureFixture)
         assert fake_jwt not in text
     assert jwt not in repr(credentials)
     assert fake_jwt not in str(fake_credentials)
+
+
+def test_breaking_out_of_send_many_stops_sending() -> None:
+    transport = FakeTransport(echo)
+    with apnskit.PushClient(
+        token_credentials(),
+        environment="sandbox",
+        transport=transport,
+        limits=apnskit.Limits(max_in_flight=100),
+    ) as client:
+        results = client.send_many(notification() for _ in range(5000))
+        for count, _ in enumerate(results, start=1):
+            if count == 10:
+                break
+        results.close()  # what CPython does at once when the loop's iterator goes away
+        sent_at_break = len(transport.requests)
+        # The client keeps working, and nothing more of the abandoned batch goes out.
+        assert client.send(notification()).accepted
+    assert sent_at_break < 300
+    assert len(transport.requests) == sent_at_break + 1
+
+
+async def test_leaving_async_send_many_stops_sending(anyio_backend: str) -> None:
+    from contextlib import aclosing
+
+    transport = FakeTransport(echo)
+    async with apnskit.AsyncPushClient(
+        token_credentials(),
+        environment="sandbox",
+        transport=transport,
+        limits=apnskit.Limits(max_in_flight=100),
+    ) as client:
+        async with aclosing(client.send_many(notification() for _ in range(5000))) as results:
+            count = 0
+            async for _ in results:
+                count += 1
+                if count == 10:
+                    break
+        sent_at_break = len(transport.requests)
+        assert (await client.send(notification())).accepted
+    assert sent_at_break < 300
+    assert len(transport.requests) == sent_at_break + 1

@@ -131,3 +131,23 @@ def test_channel_and_request_ids_come_from_headers() -> None:
     )
     assert result.channel_id == "abc="
     assert result.request_id == "rid"
+
+
+def test_error_messages_say_what_happened() -> None:
+    rejected = PushResult(
+        notification=_notification(), status=410, reason=Reason.UNREGISTERED, apns_id="id-1"
+    )
+    with pytest.raises(PushRejectedError) as info:
+        rejected.raise_for_status()
+    assert str(info.value) == (
+        "notification to abababab...abab rejected by APNs: 410 Unregistered [apns-id id-1]"
+    )
+    lost = apnskit.ConnectionLostError("APNs closed the TCP connection")
+    failed = PushResult(notification=_notification(), status=None, error=lost)
+    with pytest.raises(PushRejectedError) as info:
+        failed.raise_for_status()
+    assert str(info.value) == (
+        "notification to abababab...abab failed without an answer from APNs "
+        "(ConnectionLostError: APNs closed the TCP connection)"
+    )
+    assert info.value.__cause__ is lost

@@ -346,6 +346,18 @@ class Dispatcher:
         self._waiting.append(ticket)
         return ticket
 
+    def cancel(self, ticket: Ticket, error: BaseException) -> None:
+        """Give up on ``ticket`` (its caller left): RST_STREAM it if sent, end it with ``error``.
+
+        A queued or retrying ticket is skipped lazily where it waits.
+        """
+        if ticket.done:
+            return
+        if ticket.handle is not None and ticket.conn is not None:
+            ticket.conn.core.cancel(ticket.handle)
+        self._detach(ticket)
+        self._finish(ticket, self._failure(ticket, error))
+
     # ------------------------------------------------------------------ connections
 
     def connections_to_open(self, now: float) -> list[PooledConnection]:

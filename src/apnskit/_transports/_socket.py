@@ -41,8 +41,14 @@ def map_connect_error(host: str, port: int, error: BaseException) -> ConnectErro
     if isinstance(error, ConnectionRefusedError):
         return ConnectError(f"connection to {where} refused")
     if isinstance(error, OSError):
-        return ConnectError(f"cannot connect to {where}: {error.strerror or error}")
-    return ConnectError(f"cannot connect to {where}: {error}")
+        return ConnectError(f"cannot connect to {where}: {error.strerror or _text(error)}")
+    return ConnectError(f"cannot connect to {where}: {_text(error)}")
+
+
+def _text(error: BaseException) -> str:
+    # Some errors (a peer closing mid-handshake under anyio) have an empty message: the
+    # type name is then the most useful thing to show.
+    return str(error) or type(error).__name__
 
 
 class SocketStream:
