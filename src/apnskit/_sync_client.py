@@ -72,9 +72,9 @@ class PushClient(ClientBase):
         limits: Connections in the pool and notifications in flight.
         retry: How often and how late notifications are retried.
         event_hook: Called with each client event (sent, result, retry, connection opened,
-            closed or failed), e.g. for metrics. It runs synchronously in the thread doing the I/O, under the client's lock:
-            keep it quick and do not call the client from it. Its exceptions are logged and
-            ignored.
+            closed or failed), e.g. for metrics. It runs synchronously in the thread doing
+            the I/O, under the client's lock: keep it quick and do not call the client from
+            it. Its exceptions are logged and ignored.
     """
 
     def _check_transport(self, transport: Any) -> Any:
