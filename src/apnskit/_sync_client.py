@@ -40,6 +40,25 @@ from apnskit._transports._socket import SocketTransport
 
 __all__ = ["PushClient"]
 
+# How often a send_many() caller that may pull more input looks at the free room even when
+# none of its own notifications ended (room also frees when other callers' ones end).
+_ROOM_RECHECK = 0.05
+
+
+class _Wakeup:
+    """A waiting caller's mailbox: the dispatcher appends its finished tickets and wakes it."""
+
+    __slots__ = ("event", "tickets")
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.tickets: deque[Ticket] = deque()
+
+    def append(self, ticket: Ticket) -> None:
+        self.tickets.append(ticket)
+        self.event.set()
+
+
 # How long close() waits for the thread doing I/O to step down (it does at its next step; a
 # connect or a write in progress is bounded by the connect timeout and the write timeout).
 _STEP_DOWN_WAIT = 35.0
@@ -94,6 +113,7 @@ class PushClient(ClientBase):
         self._cond = threading.Condition(self._lock)
         self._driving = False
         self._driver_thread: int | None = None
+        self._waiters: set[_Wakeup] = set()
         self._closed = False
         self._clock: Callable[[], float] = time.monotonic
         self._streams: dict[int, PooledConnection] = {}
@@ -109,11 +129,13 @@ class PushClient(ClientBase):
         Raises:
             ClientClosedError: The client was closed.
         """
+        wakeup = _Wakeup()
         with self._cond:
             self._check_open()
             ticket = self._dispatcher.submit(notification, self._clock())
+            ticket.waiter = wakeup
         self._poller.wake()
-        self._wait(lambda: ticket.done)
+        self._wait(lambda: ticket.done, wakeup)
         assert ticket.result is not None
         return ticket.result
 
@@ -129,12 +151,12 @@ class PushClient(ClientBase):
             self._check_open()
         source = iter(notifications)
         exhausted = [False]  # a cell, so the wait predicate sees updates
-        finished: deque[Ticket] = deque()
+        wakeup = _Wakeup()
         pending: set[Ticket] = set()
         limit = self._setup.limits.max_in_flight
         batch = max(1, min(1000, limit))
         try:
-            yield from self._send_many(source, exhausted, finished, pending, limit, batch)
+            yield from self._send_many(source, exhausted, wakeup, pending, limit, batch)
         finally:
             if pending:
                 # The caller left early (break, an exception): stop what it no longer waits
@@ -143,17 +165,17 @@ class PushClient(ClientBase):
                     error = ClientClosedError("send_many() was closed before this was answered")
                     for ticket in pending:
                         self._dispatcher.cancel(ticket, error)
-                    self._cond.notify_all()
 
     def _send_many(
         self,
         source: Iterator[Any],
         exhausted: list[bool],
-        finished: deque[Ticket],
+        wakeup: _Wakeup,
         pending: set[Ticket],
         limit: int,
         batch: int,
     ) -> Iterator[PushResult]:
+        finished = wakeup.tickets
         mine = 0
         while True:
             if not exhausted[0]:
@@ -176,7 +198,7 @@ class PushClient(ClientBase):
                             if ticket.done:
                                 finished.append(ticket)
                             else:
-                                ticket.waiter = finished
+                                ticket.waiter = wakeup
                                 pending.add(ticket)
                         mine += len(pulled)
                     self._poller.wake()
@@ -189,11 +211,15 @@ class PushClient(ClientBase):
             if exhausted[0] and mine == 0:
                 return
             # Wait until something of ours ends, or there is room to pull more.
+            # Room frees up when anyone's notifications end, not only ours: while we may
+            # pull more, look again now and then even if none of ours ended.
             self._wait(
                 lambda: (
                     bool(finished)
                     or (not exhausted[0] and self._dispatcher.outstanding < limit - batch // 2)
-                )
+                ),
+                wakeup,
+                recheck=None if exhausted[0] else _ROOM_RECHECK,
             )
 
     def send_broadcast(self, notification: BroadcastNotification) -> PushResult:
@@ -291,7 +317,8 @@ class PushClient(ClientBase):
                 while self._driving and (left := limit - time.monotonic()) > 0:
                     self._cond.wait(left)
             conns = self._dispatcher.close_all(ClientClosedError("the client was closed"))
-            self._cond.notify_all()
+            for waiter in self._waiters:
+                waiter.event.set()
         for conn in conns:
             stream = conn.stream
             if stream is not None:
@@ -322,26 +349,46 @@ class PushClient(ClientBase):
         if self._closed:
             raise ClientClosedError("the client was closed")
 
-    def _wait(self, done: Callable[[], bool]) -> None:
-        """Block until ``done()``; drive the I/O while nobody else does."""
+    def _wait(
+        self, done: Callable[[], bool], wakeup: _Wakeup, recheck: float | None = None
+    ) -> None:
+        """Block until ``done()``; drive the I/O while nobody else does.
+
+        Callers that do not drive sleep on their own :class:`_Wakeup`, set when one of their
+        notifications ends or when the driver steps down and hands the I/O to them. Waking
+        only those concerned (not every thread on every batch) keeps many threads cheap.
+        """
         while True:
-            with self._cond:
-                while True:
-                    if done():
-                        return
-                    # After close() nobody drives; close() ends every ticket and notifies.
-                    if not self._driving and not self._closed:
-                        self._driving = True
-                        self._driver_thread = threading.get_ident()
-                        break
-                    self._cond.wait()
+            with self._lock:
+                if done():
+                    self._waiters.discard(wakeup)
+                    self._hand_over()
+                    return
+                # After close() nobody drives; close() ends every ticket and wakes everyone.
+                drive = not self._driving and not self._closed
+                if drive:
+                    self._driving = True
+                    self._driver_thread = threading.get_ident()
+                    self._waiters.discard(wakeup)
+                else:
+                    self._waiters.add(wakeup)
+                    wakeup.event.clear()
+            if not drive:
+                wakeup.event.wait(recheck)
+                continue
             try:
                 self._drive(done)
             finally:
                 with self._cond:
                     self._driving = False
                     self._driver_thread = None
-                    self._cond.notify_all()
+                    self._hand_over()
+                    self._cond.notify_all()  # close() may be waiting for the step-down
+
+    def _hand_over(self) -> None:
+        # Called under the lock: if nobody drives, wake one waiting caller to take over.
+        if not self._driving and self._waiters:
+            next(iter(self._waiters)).event.set()
 
     def _drive(self, done: Callable[[], bool]) -> None:
         dispatcher = self._dispatcher
@@ -352,7 +399,6 @@ class PushClient(ClientBase):
                     return
                 now = clock()
                 dispatcher.tick(now)
-                self._cond.notify_all()
                 if done():
                     return
                 to_open = dispatcher.connections_to_open(now)
@@ -413,7 +459,6 @@ class PushClient(ClientBase):
                 self._dispatcher.connection_lost(
                     conn, error or ConnectionLostError("APNs closed the TCP connection"), now
                 )
-            self._cond.notify_all()
 
     def _open(self, conn: PooledConnection) -> None:
         setup = self._setup
@@ -428,7 +473,6 @@ class PushClient(ClientBase):
         except ApnsError as error:
             with self._cond:
                 self._dispatcher.connect_failed(conn, error, self._clock())
-                self._cond.notify_all()
             return
         with self._cond:
             if self._closed:
