@@ -32,7 +32,7 @@ async def test_stuck_first_request_does_not_stall_the_rest(
     transport = FakeTransport(handler, hold_streams_until_success=True)
     client = make_client(
         transport,
-        timeout=apnskit.Timeout(deadline=3.0, ping_timeout=0.2),
+        timeout=apnskit.Timeout(deadline=1.0, ping_timeout=0.2),
         limits=apnskit.Limits(max_connections=2),
     )
     results = await client.send_many([notification() for _ in range(20)])

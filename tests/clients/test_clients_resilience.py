@@ -54,7 +54,7 @@ async def test_server_that_drops_every_connection_meets_backoff(
     client = make_client(
         transport,
         retry=apnskit.RetryPolicy(max_attempts=3, backoff_base=0.01, backoff_max=0.2, jitter=0),
-        timeout=apnskit.Timeout(deadline=1.5),
+        timeout=apnskit.Timeout(deadline=1.0),
     )
     results = await client.send_many([notification() for _ in range(200)])
     assert len(results) == 200
