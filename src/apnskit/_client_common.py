@@ -71,9 +71,12 @@ class ClientSetup:
 
 
 def build_ssl_context(
-    credentials: Credentials, ca_file: str | None, ssl_context: ssl.SSLContext | None
+    credentials: Credentials | None, ca_file: str | None, ssl_context: ssl.SSLContext | None
 ) -> ssl.SSLContext:
-    """A TLS 1.2+ client context with ALPN ``h2``, the system trust store plus ``ca_file``."""
+    """A TLS 1.2+ client context with ALPN ``h2``, the system trust store plus ``ca_file``.
+
+    ``credentials`` may be None (``apnskit check --connect`` without a key or certificate).
+    """
     if ssl_context is None:
         # Apple: HTTP/2 over TLS 1.2 or later; server certificates chain to a public CA
         # (USERTrust RSA since 2025), which the system store has.
@@ -86,7 +89,8 @@ def build_ssl_context(
                 raise ConfigurationError(
                     f"ca_file: cannot load {ca_file!r} as PEM certificates: {error}"
                 ) from error
-        credentials.configure_ssl_context(context)
+        if credentials is not None:
+            credentials.configure_ssl_context(context)
     else:
         context = ssl_context
         if ca_file is not None:
@@ -94,7 +98,8 @@ def build_ssl_context(
                 "ca_file: give either ssl_context or ca_file; load the CA into your context"
             )
         # A certificate must still be presented: load it into the caller's context too.
-        credentials.configure_ssl_context(context)
+        if credentials is not None:
+            credentials.configure_ssl_context(context)
     # RFC 9113 section 3.2: HTTP/2 over TLS is negotiated with ALPN "h2".
     context.set_alpn_protocols(["h2"])
     return context

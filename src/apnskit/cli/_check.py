@@ -17,8 +17,10 @@ from typing import Any, TextIO
 
 from cryptography import x509
 
+from apnskit._client_common import build_ssl_context
 from apnskit._config import DEFAULT_PORT, Environment
 from apnskit._credentials import CertificateCredentials, TokenCredentials
+from apnskit._errors import ConfigurationError
 from apnskit.cli._options import (
     EXIT_CODES_EPILOG,
     EXIT_OK,
@@ -187,20 +189,11 @@ def _when(moment: datetime) -> str:
 def _ssl_context(
     ca_file: str | None, credentials: TokenCredentials | CertificateCredentials | None
 ) -> ssl.SSLContext:
-    # The same context the clients build: system trust store (+ --ca-file), TLS 1.2+, ALPN h2.
-    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    if ca_file is not None:
-        try:
-            context.load_verify_locations(cafile=ca_file)
-        except (OSError, ssl.SSLError) as error:
-            raise UsageError(
-                f"--ca-file: cannot load {ca_file} as PEM certificates: {error}"
-            ) from None
-    if credentials is not None:
-        credentials.configure_ssl_context(context)
-    context.set_alpn_protocols(["h2"])
-    return context
+    # The very context the clients build: system trust store (+ --ca-file), TLS 1.2+, ALPN h2.
+    try:
+        return build_ssl_context(credentials, ca_file, None)
+    except ConfigurationError as error:
+        raise UsageError(f"--ca-file: {str(error).removeprefix('ca_file: ')}") from None
 
 
 def _connect(
