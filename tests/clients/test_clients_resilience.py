@@ -191,3 +191,17 @@ async def test_leaving_async_send_many_stops_sending(anyio_backend: str) -> None
         assert (await client.send(notification())).accepted
     assert sent_at_break < 300
     assert len(transport.requests) == sent_at_break + 1
+
+
+def test_closing_right_after_leaving_send_many_with_the_fake() -> None:
+    # close() writes RST_STREAMs and a GOAWAY in one go; the fake server must not try to
+    # answer a request on the connection that GOAWAY just closed.
+    transport = FakeTransport(lambda request: Reply(200))
+    with apnskit.PushClient(
+        token_credentials(), environment="sandbox", transport=transport
+    ) as client:
+        results = client.send_many(notification() for _ in range(10))
+        for _ in results:
+            break
+        results.close()
+    assert transport.requests

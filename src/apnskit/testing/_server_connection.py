@@ -658,6 +658,10 @@ class ServerConnection:
                 h2.send_data(stream_id, body, end_stream=True)
         except StreamClosedError:
             return  # The client reset the stream meanwhile.
+        except ProtocolError:
+            # The client's GOAWAY closed the connection in the same read (a client that
+            # closes while requests are in flight): nobody is left to answer.
+            return
         if self._holding and 200 <= reply.status < 300:
             # APNs raises the limit once a token-authenticated request has succeeded.
             self._holding = False
