@@ -361,15 +361,20 @@ class ChannelError(PushRejectedError):
         if detail is not None:
             message = f"{what}: {detail}"
         elif result.status is None:
-            message = f"{what} failed: {result.error!r}"
+            error = result.error
+            detail_text = f"{type(error).__name__}: {error}" if error is not None else "no answer"
+            message = f"{what} failed without an answer from APNs ({detail_text})"
         else:
             reason = result.reason if result.reason is not None else "no reason given"
-            message = f"{what} not accepted: status {result.status}, {reason}"
+            message = f"{what} rejected by APNs: {result.status} {reason}"
         if result.request_id is not None:
             message += f" [apns-request-id {result.request_id}]"
         ApnsError.__init__(self, message)
         self.result = result
         self.request = request
+        # Like PushRejectedError: the underlying error is the cause, for tracebacks.
+        if result.error is not None:
+            self.__cause__ = result.error
 
 
 @dataclass(frozen=True, slots=True)

@@ -129,7 +129,7 @@ def test_rejections_raise_channel_error(
     assert isinstance(error, PushRejectedError)
     assert error.result is result
     assert error.result.reason == reason
-    assert f"status {status}, {reason}" in str(error)
+    assert f"rejected by APNs: {status} {reason}" in str(error)
     assert f"channel {request_.action} request for 'com.example.app'" in str(error)
     assert REQUEST_ID in str(error)
 
@@ -143,7 +143,9 @@ def test_known_reason_is_the_enum() -> None:
 
 def test_failure_without_answer() -> None:
     result = PushResult(notification=LIST, status=None, error=ConnectionLostError("gone"))
-    with pytest.raises(ChannelError, match="failed: ConnectionLostError") as info:
+    with pytest.raises(
+        ChannelError, match="failed without an answer from APNs .ConnectionLostError"
+    ) as info:
         channel_ids_from_result(LIST, result)
     assert info.value.result.failed
 
@@ -164,5 +166,5 @@ def test_parser_and_request_must_match() -> None:
 
 def test_channel_error_without_request() -> None:
     error = ChannelError(PushResult(notification=None, status=400, reason="BadChannelId"))
-    assert str(error) == "channel request not accepted: status 400, BadChannelId"
+    assert str(error) == "channel request rejected by APNs: 400 BadChannelId"
     assert error.request is None

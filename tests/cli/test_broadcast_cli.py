@@ -158,7 +158,7 @@ def test_feature_not_enabled_exits_1(apns: TokenServer, bundle: str, cli) -> Non
     apns.server.set_broadcast_enabled(bundle, False)
     run = cli(*channels(apns, "list", bundle))
     assert run.code == 1
-    assert "status 403, FeatureNotEnabled" in run.err
+    assert "403 FeatureNotEnabled" in run.err
 
 
 def test_create_is_sent_once_after_500(apns: TokenServer, bundle: str, cli) -> None:
