@@ -143,9 +143,8 @@ def test_known_reason_is_the_enum() -> None:
 
 def test_failure_without_answer() -> None:
     result = PushResult(notification=LIST, status=None, error=ConnectionLostError("gone"))
-    with pytest.raises(
-        ChannelError, match="failed without an answer from APNs .ConnectionLostError"
-    ) as info:
+    expected = r"failed without an answer from APNs \(ConnectionLostError"
+    with pytest.raises(ChannelError, match=expected) as info:
         channel_ids_from_result(LIST, result)
     assert info.value.result.failed
 
