@@ -56,7 +56,9 @@ class _Wakeup:
 
     def append(self, ticket: Ticket) -> None:
         self.tickets.append(ticket)
-        self.event.set()
+        # Event.set() takes a lock; a bulk send finishes thousands of tickets per batch.
+        if not self.event.is_set():
+            self.event.set()
 
 
 # How long close() waits for the thread doing I/O to step down (it does at its next step; a
