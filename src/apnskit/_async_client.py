@@ -94,6 +94,7 @@ class AsyncPushClient(ClientBase):
         self._wake: anyio.Event | None = None
         self._task_group: anyio.abc.TaskGroup | None = None
         self._management: AsyncPushClient | None = None
+        self._opening = 0  # connects in progress in the driver's task group
 
     # ------------------------------------------------------------------ public API
 
@@ -356,7 +357,7 @@ class AsyncPushClient(ClientBase):
                     now = clock()
                     dispatcher.tick(now)
                     self._notify()
-                    if done():
+                    if done() and not self._opening:
                         break
                     for conn in dispatcher.connections_to_open(now):
                         task_group.start_soon(self._open, conn, task_group)
@@ -375,7 +376,10 @@ class AsyncPushClient(ClientBase):
                                     await conn.stream.write(data)
                             except ApnsError as error:
                                 dispatcher.connection_lost(conn, error, clock())
-                    if done():
+                    # A connect in progress is finished before stepping down (as the sync
+                    # client does): abandoning handshakes again and again each time a result
+                    # arrives looks like a connection flood to APNs.
+                    if done() and not self._opening:
                         break
                     if self._wake.is_set():
                         continue
@@ -412,6 +416,14 @@ class AsyncPushClient(ClientBase):
                 return
 
     async def _open(self, conn: PooledConnection, task_group: anyio.abc.TaskGroup) -> None:
+        self._opening += 1
+        try:
+            await self._connect(conn, task_group)
+        finally:
+            self._opening -= 1
+            self._kick()
+
+    async def _connect(self, conn: PooledConnection, task_group: anyio.abc.TaskGroup) -> None:
         setup = self._setup
         try:
             stream = await self._transport.connect_async(
@@ -427,8 +439,8 @@ class AsyncPushClient(ClientBase):
             self._kick()
             return
         except anyio.get_cancelled_exc_class():
-            # The driver stepped down mid-connect: give the slot back; the next driver
-            # asks for a connection again.
+            # The client is closing (the driver waits for connects otherwise): give the
+            # slot back.
             self._dispatcher.connect_abandoned(conn)
             raise
         if self._closed:

@@ -37,3 +37,34 @@ def test_server_keeps_serving_after_client_resets() -> None:
                 apnskit.Notification("ab" * 32, {"aps": {"alert": "x"}}, topic="com.example.app")
             )
         assert result.accepted
+
+
+def test_goaway_still_delivers_delayed_replies_of_processed_streams() -> None:
+    # RFC 9113 section 6.8: streams up to the GOAWAY's last stream id were processed; their
+    # answers must arrive, or the client sends a processed notification again.
+    with MockApnsServer() as server:
+        credentials = server.apns_token_credentials()
+        with apnskit.PushClient(
+            credentials,
+            host=server.host,
+            port=server.port,
+            ca_file=str(server.ca_file),
+            limits=apnskit.Limits(max_connections=1),
+        ) as client:
+            assert client.send(_notification()).accepted  # lifts the one-stream hold
+            server.clear_received()
+            server.faults.delay_next(1, 0.5)  # the next request is answered late...
+            server.faults.goaway_after(1)  # ...and the one after it meets a GOAWAY
+            results = list(client.send_many([_notification(), _notification()]))
+        assert all(r.accepted for r in results)
+        delayed_id = server.received[0].apns_id
+        # The delayed request was answered on its own connection, never sent twice.
+        assert [r.apns_id for r in server.received].count(delayed_id) == 1
+
+
+def _notification() -> apnskit.Notification:
+    import uuid
+
+    return apnskit.Notification(
+        "ab" * 32, {"aps": {"alert": "x"}}, topic="com.example.app", apns_id=str(uuid.uuid4())
+    )

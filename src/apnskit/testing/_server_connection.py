@@ -633,6 +633,13 @@ class ServerConnection:
             self._last_handled_stream = stream_id
         if last is None:
             last = self._last_handled_stream
+        # RFC 9113 section 6.8: streams up to last_stream_id were processed and their answers
+        # must still arrive. h2 sends nothing after its GOAWAY, so a delayed reply for such a
+        # stream goes out now, cut short by the shutdown; without it the client would see a
+        # processed request vanish and send it again.
+        for _, delayed_stream, delayed_reply in sorted(self._delayed, key=lambda d: d[1]):
+            if delayed_stream <= last:
+                self._send_reply(delayed_stream, delayed_reply)
         self._h2.close_connection(
             error_code=fault.error_code,
             additional_data=fault.debug_data or None,
