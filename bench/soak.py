@@ -91,6 +91,24 @@ def check(
     return not missing and not doubled_results and len(results) == len(ids) and duplicates_ok
 
 
+async def run_async(
+    credentials: apnskit.TokenCredentials,
+    kwargs: dict[str, Any],
+    count: int,
+    sinks: tuple[list[str], list[apnskit.PushResult], collections.Counter[str]],
+    chaos: tuple[MockApnsServer, random.Random],
+) -> None:
+    ids, results, injected = sinks
+    server, rng = chaos
+    async with apnskit.AsyncPushClient(credentials, **kwargs) as client:
+        n = 0
+        async for result in client.send_many(notifications(count, ids)):
+            results.append(result)
+            if n % 300 == 0:
+                injected[misbehave(server, rng)] += 1
+            n += 1
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="apnskit soak under injected faults")
     parser.add_argument("--count", type=int, default=20_000)
@@ -122,17 +140,15 @@ def main() -> None:
                         if n % 300 == 0:
                             injected[misbehave(server, rng)] += 1
             else:
-
-                async def run(kwargs: dict[str, Any] = kwargs) -> None:
-                    async with apnskit.AsyncPushClient(credentials, **kwargs) as client:
-                        n = 0
-                        async for result in client.send_many(notifications(args.count, ids)):
-                            results.append(result)
-                            if n % 300 == 0:
-                                injected[misbehave(server, rng)] += 1
-                            n += 1
-
-                anyio.run(run, backend=flavour)
+                anyio.run(
+                    run_async,
+                    credentials,
+                    kwargs,
+                    args.count,
+                    (ids, results, injected),
+                    (server, rng),
+                    backend=flavour,
+                )
             elapsed = time.perf_counter() - started
             print(f"{flavour}: {elapsed:.1f} s, faults injected: {dict(injected)}")
             ok = check(flavour, ids, results, server, injected["drop"]) and ok
