@@ -116,6 +116,8 @@ class PushClient(ClientBase):
         self._driving = False
         self._driver_thread: int | None = None
         self._waiters: set[_Wakeup] = set()
+        self._polling = False  # the driver sleeps in the poller
+        self._submitted = False  # notifications arrived since the driver last looked
         self._closed = False
         self._clock: Callable[[], float] = time.monotonic
         self._streams: dict[int, PooledConnection] = {}
@@ -136,7 +138,9 @@ class PushClient(ClientBase):
             self._check_open()
             ticket = self._dispatcher.submit(notification, self._clock())
             ticket.waiter = wakeup
-        self._poller.wake()
+            poke = self._note_submitted()
+        if poke:
+            self._poller.wake()
         self._wait(lambda: ticket.done, wakeup)
         assert ticket.result is not None
         return ticket.result
@@ -203,7 +207,9 @@ class PushClient(ClientBase):
                                 ticket.waiter = wakeup
                                 pending.add(ticket)
                         mine += len(pulled)
-                    self._poller.wake()
+                        poke = self._note_submitted()
+                    if poke:
+                        self._poller.wake()
             while finished:
                 ticket = finished.popleft()
                 pending.discard(ticket)
@@ -387,6 +393,15 @@ class PushClient(ClientBase):
                     self._hand_over()
                     self._cond.notify_all()  # close() may be waiting for the step-down
 
+    def _note_submitted(self) -> bool:
+        """Under the lock, after a submit: True when the driver sleeps and must be woken.
+
+        A driver that is busy picks the new work up at its next step, so most submits cost
+        no wake-up (a system call and a select() return) at all.
+        """
+        self._submitted = True
+        return self._polling
+
     def _hand_over(self) -> None:
         # Called under the lock: if nobody drives, wake one waiting caller to take over.
         if not self._driving and self._waiters:
@@ -400,6 +415,7 @@ class PushClient(ClientBase):
                 if self._closed:
                     return
                 now = clock()
+                self._submitted = False
                 dispatcher.tick(now)
                 if done():
                     return
@@ -424,12 +440,22 @@ class PushClient(ClientBase):
                         dispatcher.connection_lost(conn, error, clock())
             if to_open or closing:
                 continue
+            with self._cond:
+                if self._submitted:
+                    # Work arrived while we were writing: schedule it before sleeping.
+                    self._submitted = False
+                    continue
+                self._polling = True
             timeout = None if wakeup is None else max(0.0, wakeup - clock())
             if not self._streams and timeout is None:
                 # Nothing to read and nothing scheduled: the waiting tickets need a connection
                 # that connections_to_open() will grant on the next pass.
                 timeout = 0.05
-            ready = self._poller.wait(timeout)
+            try:
+                ready = self._poller.wait(timeout)
+            finally:
+                with self._cond:
+                    self._polling = False
             for stream in ready:
                 self._read(stream)
 
