@@ -1,40 +1,5 @@
-"""Fixtures for the broadcast tests: a mock server trusting the test key, and TLS clients."""
+"""Fixtures for the broadcast tests (shared with tests/testing)."""
 
-from __future__ import annotations
+from support.mock_fixtures import client, connect, server
 
-from collections.abc import Callable, Iterator
-from typing import Any
-
-import pytest
-from broadcast_support import KEY_ID, SIGNING_KEY, TEAM_ID, H2Client, bearer
-
-from apnskit.testing import MockApnsServer
-
-
-@pytest.fixture
-def server() -> Iterator[MockApnsServer]:
-    with MockApnsServer() as srv:
-        srv.trust_key(KEY_ID, TEAM_ID, SIGNING_KEY.public_key())
-        yield srv
-
-
-@pytest.fixture
-def connect(server: MockApnsServer) -> Iterator[Callable[..., H2Client]]:
-    clients: list[H2Client] = []
-
-    def factory(srv: MockApnsServer | None = None, **kwargs: Any) -> H2Client:
-        target = srv or server
-        if "authorization" not in kwargs and target.auth == "token":
-            kwargs["authorization"] = bearer(int(target.now()))
-        client = H2Client(target.host, target.port, target.ca_file, **kwargs)
-        clients.append(client)
-        return client
-
-    yield factory
-    for client in clients:
-        client.close()
-
-
-@pytest.fixture
-def client(connect: Callable[..., H2Client]) -> H2Client:
-    return connect()
+__all__ = ["client", "connect", "server"]

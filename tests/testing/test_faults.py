@@ -7,9 +7,9 @@ import re
 import time
 
 import pytest
-from apns_h2client import KEY_ID, SIGNING_KEY, TEAM_ID, H2TestClient, Response, bearer
 
 from apnskit.testing import MockApnsServer
+from support.h2client import KEY_ID, SIGNING_KEY, TEAM_ID, H2TestClient, Response, bearer
 
 
 def _request(client: H2TestClient) -> tuple[list[tuple[str, str]], bytes]:

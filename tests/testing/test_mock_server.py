@@ -10,11 +10,11 @@ from importlib.metadata import entry_points
 
 import anyio
 import pytest
-from apns_h2client import TOKEN, H2TestClient
 
 from apnskit import ConfigurationError
 from apnskit.testing import MockApnsServer
 from apnskit.testing._cli import run_mock_server
+from support.h2client import TOKEN, H2TestClient
 
 # -- certificate (mutual TLS) mode ------------------------------------------------------------
 
@@ -125,9 +125,8 @@ def test_server_can_be_restarted(connect) -> None:
     for _ in range(2):
         with server:
             key = server.new_token_key()
-            from apns_h2client import bearer  # noqa: F401 - the key is the server's own
-
             from apnskit._credentials import TokenCredentials
+            from support.h2client import bearer  # noqa: F401 - the key is the server's own
 
             creds = TokenCredentials(key.private_key_pem, key_id=key.key_id, team_id=key.team_id)
             assert connect(server, authorization=creds.authorization()[0]).push().status == 200

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from apns_h2client import H2TestClient
 
 from apnskit._credentials import TokenCredentials
 from apnskit.testing._application import ReceivedNotification
 from apnskit.testing._cli import format_log_line, run_mock_server
+from support.h2client import H2TestClient
 
 REGISTERED = "ab" * 32
 OTHER_APP = "cd" * 32

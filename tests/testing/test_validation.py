@@ -7,10 +7,10 @@ import time
 from datetime import datetime, timezone
 
 import pytest
-from apns_h2client import KEY_ID, TEAM_ID, TOKEN, TOPIC, H2TestClient, bearer
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from apnskit.testing import MockApnsServer
+from support.h2client import KEY_ID, TEAM_ID, TOKEN, TOPIC, H2TestClient, bearer
 
 
 def test_valid_notification_is_accepted_and_recorded(
@@ -54,7 +54,7 @@ def test_production_has_no_unique_id(connect) -> None:
 
 
 def _public() -> ec.EllipticCurvePublicKey:
-    from apns_h2client import SIGNING_KEY
+    from support.h2client import SIGNING_KEY
 
     return SIGNING_KEY.public_key()
 
@@ -267,7 +267,7 @@ def test_token_signed_by_an_untrusted_key(connect) -> None:
 
 
 def test_token_with_unknown_key_id_or_team(connect) -> None:
-    from apns_h2client import SIGNING_KEY, make_jwt
+    from support.h2client import SIGNING_KEY, make_jwt
 
     assert connect(authorization=bearer(kid="UNKNOWN123")).push().reason == "InvalidProviderToken"
     wrong_team = "bearer " + make_jwt(SIGNING_KEY, KEY_ID, "OTHERTEAM1")
@@ -277,7 +277,7 @@ def test_token_with_unknown_key_id_or_team(connect) -> None:
 
 
 def test_token_with_non_integer_iat(connect) -> None:
-    from apns_h2client import SIGNING_KEY, b64url
+    from support.h2client import SIGNING_KEY, b64url
 
     good = bearer().split(" ")[1].split(".")
     claims = b64url(json.dumps({"iss": TEAM_ID, "iat": "now"}).encode())

@@ -18,6 +18,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
+from apnskit._results import PushResult, parse_reason
+
 TOKEN = "ab" * 32
 TOPIC = "com.example.app"
 KEY_ID = "KEY1234567"
@@ -75,6 +77,16 @@ class Response:
     @property
     def json(self) -> Any:
         return json.loads(self.body)
+
+    def as_result(self, request: object) -> PushResult:
+        """The PushResult a client would build from this answer."""
+        return PushResult(
+            notification=request,
+            status=self.status,
+            reason=parse_reason(self.reason),
+            headers=dict(self.headers),
+            body=self.body,
+        )
 
 
 class H2TestClient:
@@ -173,6 +185,26 @@ class H2TestClient:
         self._flush()
         return stream_id
 
+    def request(
+        self,
+        method: str,
+        path: str,
+        headers: tuple[tuple[str, str], ...] | list[tuple[str, str]] = (),
+        body: bytes = b"",
+        *,
+        authorization: str | None = None,
+    ) -> Response:
+        """Send one request with any method and path, and wait for its answer."""
+        all_headers = self.headers_for(
+            method=method, path=path, topic=None, authorization=authorization
+        )
+        all_headers.extend(headers)
+        return self.wait([self.send(all_headers, body)])[0]
+
+    def send_item(self, item: Any) -> Response:
+        """Send an apnskit request object (method, path, headers, body) as a client would."""
+        return self.request(getattr(item, "method", "POST"), item.path, item.headers, item.body)
+
     def push(
         self, token: str = TOKEN, *, body: bytes = b'{"aps":{"alert":"hi"}}', **kwargs: Any
     ) -> Response:
@@ -269,3 +301,12 @@ class H2TestClient:
             self.goaway = event
         elif isinstance(event, h2.events.RemoteSettingsChanged):
             self.settings_seen += 1
+
+
+class H2Client(H2TestClient):
+    """:class:`H2TestClient` whose ``send()`` also takes an apnskit request object."""
+
+    def send(self, item: Any, body: bytes = b"") -> Any:  # type: ignore[override]
+        if isinstance(item, list):  # the base class's form: a header list and a body
+            return super().send(item, body)
+        return self.send_item(item)
