@@ -28,6 +28,7 @@ import h2.config
 import h2.connection
 import h2.events
 
+from apnskit._core._hpack import encode_integer
 from apnskit._credentials import TokenCredentials
 
 TOPIC = "com.example.app"
@@ -55,29 +56,16 @@ def serve() -> None:
         sys.stdin.read()  # serve until the parent closes our stdin
 
 
-def _int(value: int, prefix_bits: int, first: int = 0) -> bytes:
-    limit = (1 << prefix_bits) - 1
-    if value < limit:
-        return bytes((first | value,))
-    out = bytearray((first | limit,))
-    value -= limit
-    while value >= 128:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
 def header_block(authorization: str) -> bytes:
     """HPACK block of an APNs request: literals without indexing, no Huffman (RFC 7541 6.2.2)."""
 
     def indexed_name(index: int, value: str) -> bytes:
         data = value.encode()
-        return _int(index, 4) + _int(len(data), 7) + data
+        return encode_integer(index, 4, 0) + encode_integer(len(data), 7, 0) + data
 
     def new_name(name: str, value: str) -> bytes:
         n, v = name.encode(), value.encode()
-        return b"\x00" + _int(len(n), 7) + n + _int(len(v), 7) + v
+        return b"\x00" + encode_integer(len(n), 7, 0) + n + encode_integer(len(v), 7, 0) + v
 
     return b"".join(
         [

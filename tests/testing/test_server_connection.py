@@ -10,8 +10,8 @@ import h2.events
 import pytest
 from h2.settings import SettingCodes
 
+from apnskit._core._hpack import encode_integer as _hpack_int
 from apnskit.testing import Fault, ReceivedRequest, Reply, ServerConnection
-from apnskit.testing._server_connection import _hpack_int
 
 HEADERS = [
     (":method", "POST"),

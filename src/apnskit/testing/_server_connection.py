@@ -68,6 +68,8 @@ from h2.events import (
 from h2.exceptions import ProtocolError, StreamClosedError
 from h2.settings import SettingCodes, Settings
 
+from apnskit._core._hpack import encode_integer
+
 __all__ = [
     "App",
     "ConnectionContext",
@@ -287,23 +289,11 @@ def redact_headers(headers: dict[str, str]) -> dict[str, str]:
 _STATUS_INDEXED = {200: 8, 204: 9, 206: 10, 304: 11, 400: 12, 404: 13, 500: 14}
 
 
-def _hpack_int(value: int, prefix_bits: int, first: int) -> bytes:
-    """RFC 7541 section 5.1 integer with ``first``'s high bits above the prefix."""
-    limit = (1 << prefix_bits) - 1
-    if value < limit:
-        return bytes((first | value,))
-    out = bytearray((first | limit,))
-    value -= limit
-    while value >= 128:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
 def _literal(name: bytes, value: bytes) -> bytes:
     # RFC 7541 section 6.2.2: literal header field without indexing, new name, no Huffman.
-    return b"\x00" + _hpack_int(len(name), 7, 0) + name + _hpack_int(len(value), 7, 0) + value
+    return (
+        b"\x00" + encode_integer(len(name), 7, 0) + name + encode_integer(len(value), 7, 0) + value
+    )
 
 
 class _LiteralEncoder:
@@ -333,7 +323,7 @@ class _LiteralEncoder:
         parts: list[bytes] = []
         if self._pending_size_update:
             self._pending_size_update = False
-            parts.append(_hpack_int(min(self._table_size, 4096), 5, 0x20))
+            parts.append(encode_integer(min(self._table_size, 4096), 5, 0x20))
         for name, value in headers:
             if name == b":status":
                 status = int(value)
@@ -342,13 +332,13 @@ class _LiteralEncoder:
                     parts.append(bytes((0x80 | index,)))
                 else:
                     # Literal without indexing, name from static table entry 8 (":status").
-                    parts.append(b"\x08" + _hpack_int(len(value), 7, 0) + value)
+                    parts.append(b"\x08" + encode_integer(len(value), 7, 0) + value)
                 continue
             prefix = self._names.get(name)
             if prefix is None:
-                prefix = b"\x00" + _hpack_int(len(name), 7, 0) + name
+                prefix = b"\x00" + encode_integer(len(name), 7, 0) + name
                 self._names[name] = prefix
-            parts.append(prefix + _hpack_int(len(value), 7, 0) + value)
+            parts.append(prefix + encode_integer(len(value), 7, 0) + value)
         return b"".join(parts)
 
 
