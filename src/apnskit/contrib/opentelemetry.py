@@ -53,11 +53,13 @@ import random as _random
 import re
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from opentelemetry import metrics, trace
+from opentelemetry.metrics import Observation
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
@@ -127,23 +129,121 @@ _CACHE_LIMIT = 1024
 class _Pending:
     """One handed-over notification the hook waits to see the result of."""
 
-    __slots__ = ("attributes", "notification", "span", "started")
+    __slots__ = ("attributes", "in_flight_key", "notification", "span", "started")
 
     def __init__(
-        self, notification: Any, started: float, attributes: Attributes, span: Span | None
+        self,
+        notification: Any,
+        started: float,
+        attributes: Attributes,
+        in_flight_key: tuple[Any, ...],
+        span: Span | None,
     ) -> None:
         # Holding the notification keeps its id() from being reused while it is pending.
         self.notification = notification
         self.started = started
         self.attributes = attributes
+        self.in_flight_key = in_flight_key
         self.span = span
+
+
+# The counters, kept as running totals in Python and observed by the SDK when it collects:
+# an SDK measurement costs about 10 us of CPU (it validates and hashes the attributes every
+# time), a dict update a fraction of one, and a hook runs on the client's I/O path.
+_COUNTERS: dict[str, tuple[bool, str, str]] = {
+    # name: (up-down, unit, description)
+    "apnskit.notifications": (
+        False,
+        "{notification}",
+        "Notifications that ended, by outcome (accepted, rejected, failed).",
+    ),
+    "apnskit.notifications.in_flight": (
+        True,
+        "{notification}",
+        "Notifications handed to the client that have no result yet.",
+    ),
+    "apnskit.retries": (False, "{retry}", "Notifications scheduled to be sent again, by cause."),
+    "apnskit.connections.opened": (
+        False,
+        "{connection}",
+        "HTTP/2 connections to APNs that were established.",
+    ),
+    "apnskit.connections.closed": (
+        False,
+        "{connection}",
+        "HTTP/2 connections to APNs that ended, by reason.",
+    ),
+    "apnskit.connections.failed": (
+        False,
+        "{connection}",
+        "Attempts to connect to APNs that failed, by error type.",
+    ),
+}
+
+
+class _Instruments:
+    """The instruments of one meter provider, shared by every hook that records to it.
+
+    OpenTelemetry keeps the first instrument registered under a name and ignores the callbacks
+    of later ones, so hooks on the same provider must share one set (and its totals).
+    """
+
+    def __init__(self, provider: metrics.MeterProvider) -> None:
+        meter = provider.get_meter(_SCOPE, apnskit.__version__)
+        self.lock = threading.Lock()
+        #: name -> attribute key -> [attributes, running total]
+        self.totals: dict[str, dict[tuple[Any, ...], list[Any]]] = {n: {} for n in _COUNTERS}
+        self.duration = meter.create_histogram(
+            "apnskit.notification.duration",
+            unit="s",
+            description="Time from handing a notification to the client until its result.",
+            explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
+        )
+        for name, (up_down, unit, description) in _COUNTERS.items():
+            create = (
+                meter.create_observable_up_down_counter
+                if up_down
+                else meter.create_observable_counter
+            )
+            create(name, callbacks=[self._observer(name)], unit=unit, description=description)
+
+    def _observer(self, name: str) -> Callable[[metrics.CallbackOptions], list[Observation]]:
+        totals = self.totals[name]
+
+        def observe(options: metrics.CallbackOptions) -> list[Observation]:
+            with self.lock:
+                return [Observation(cell[1], cell[0]) for cell in totals.values()]
+
+        return observe
+
+    def add(self, name: str, key: tuple[Any, ...], attributes: Attributes, amount: int) -> None:
+        """Add to a running total; the caller holds :attr:`lock`."""
+        cell = self.totals[name].get(key)
+        if cell is None:
+            self.totals[name][key] = [attributes, amount]
+        else:
+            cell[1] += amount
+
+
+_registry: weakref.WeakKeyDictionary[Any, _Instruments] = weakref.WeakKeyDictionary()
+_registry_lock = threading.Lock()
+
+
+def _instruments_for(provider: metrics.MeterProvider) -> _Instruments:
+    with _registry_lock:
+        found = _registry.get(provider)
+        if found is None:
+            found = _registry[provider] = _Instruments(provider)
+        return found
 
 
 class OpenTelemetryHook:
     """A client ``event_hook`` that records OpenTelemetry metrics, and optionally spans.
 
-    One hook may serve several clients, sync and async alike (it is thread-safe); the
-    instruments are created once, when the hook is built.
+    One hook may serve several clients, sync and async alike (it is thread-safe), and several
+    hooks may record to one meter provider (they share its instruments). The counters are
+    kept as running totals and read by the SDK when it collects, so recording costs a few
+    dictionary updates per notification plus one histogram measurement.
 
     Args:
         meter_provider: Where the metrics go; by default the global one
@@ -182,53 +282,20 @@ class OpenTelemetryHook:
             raise ValueError(
                 f"span_sample_ratio: must be between 0.0 and 1.0, got {span_sample_ratio!r}"
             )
-        provider = meter_provider or metrics.get_meter_provider()
-        meter = provider.get_meter(_SCOPE, apnskit.__version__)
-        self._notifications = meter.create_counter(
-            "apnskit.notifications",
-            unit="{notification}",
-            description="Notifications that ended, by outcome (accepted, rejected, failed).",
-        )
-        self._duration = meter.create_histogram(
-            "apnskit.notification.duration",
-            unit="s",
-            description="Time from handing a notification to the client until its result.",
-            explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
-        )
-        self._in_flight = meter.create_up_down_counter(
-            "apnskit.notifications.in_flight",
-            unit="{notification}",
-            description="Notifications handed to the client that have no result yet.",
-        )
-        self._retries = meter.create_counter(
-            "apnskit.retries",
-            unit="{retry}",
-            description="Notifications scheduled to be sent again, by cause.",
-        )
-        self._opened = meter.create_counter(
-            "apnskit.connections.opened",
-            unit="{connection}",
-            description="HTTP/2 connections to APNs that were established.",
-        )
-        self._closed = meter.create_counter(
-            "apnskit.connections.closed",
-            unit="{connection}",
-            description="HTTP/2 connections to APNs that ended, by reason.",
-        )
-        self._failed = meter.create_counter(
-            "apnskit.connections.failed",
-            unit="{connection}",
-            description="Attempts to connect to APNs that failed, by error type.",
-        )
+        self._instruments = _instruments_for(meter_provider or metrics.get_meter_provider())
+        self._lock = self._instruments.lock
+        self._add = self._instruments.add
+        self._duration = self._instruments.duration
         self._tracer: trace.Tracer | None = None
         if spans and span_sample_ratio > 0.0:
             tracer_source = tracer_provider or trace.get_tracer_provider()
             self._tracer = tracer_source.get_tracer(_SCOPE, apnskit.__version__)
         self._ratio = span_sample_ratio
         self._extra: dict[str, AttributeValue] = dict(attributes or {})
+        # Hooks with other extra attributes share the totals: keep their series apart.
+        self._extra_key = tuple(sorted((k, repr(v)) for k, v in self._extra.items()))
         self._clock = clock
         self._random = random
-        self._lock = threading.Lock()
         self._pending: dict[int, deque[_Pending]] = {}
         self._base_cache: dict[tuple[str | None, str | None], Attributes] = {}
         self._cache: dict[tuple[Any, ...], Attributes] = {}
@@ -246,22 +313,23 @@ class OpenTelemetryHook:
             self._on_retry(event)  # type: ignore[arg-type]
         elif kind is ConnectionOpened:
             assert isinstance(event, ConnectionOpened)
-            self._opened.add(
-                1,
-                self._with({"server.address": event.host, "server.port": event.port}),
+            self._count(
+                "apnskit.connections.opened",
+                {"server.address": event.host, "server.port": event.port},
             )
         elif kind is ConnectionClosed:
             assert isinstance(event, ConnectionClosed)
-            self._closed.add(1, self._with(_close_attributes(event.reason)))
+            self._count("apnskit.connections.closed", _close_attributes(event.reason))
         elif kind is ConnectionFailed:
             assert isinstance(event, ConnectionFailed)
-            self._failed.add(1, self._with({"error.type": _error_type(event.error)}))
+            self._count("apnskit.connections.failed", {"error.type": _error_type(event.error)})
 
     # ------------------------------------------------------------------ notifications
 
     def _on_submitted(self, event: NotificationSubmitted) -> None:
         item = event.notification
-        attributes = self._base(item)
+        base_key = self._base_key(item)
+        attributes = self._base(base_key)
         span = None
         if self._tracer is not None and (self._ratio >= 1.0 or self._random() < self._ratio):
             # Started here, in the caller's thread or task, so the caller's current span
@@ -270,14 +338,15 @@ class OpenTelemetryHook:
             priority = getattr(item, "priority", None)
             if priority is not None:
                 span.set_attribute("apns.priority", int(priority))
-        pending = _Pending(item, self._clock(), attributes, span)
+        in_flight_key = (self._extra_key, *base_key)
+        pending = _Pending(item, self._clock(), attributes, in_flight_key, span)
         with self._lock:
             queue = self._pending.get(id(item))
             if queue is None:
                 self._pending[id(item)] = deque((pending,))
             else:
                 queue.append(pending)
-        self._in_flight.add(1, attributes)
+            self._add("apnskit.notifications.in_flight", in_flight_key, attributes, 1)
 
     def _on_sent(self, event: NotificationSent) -> None:
         if self._tracer is None:
@@ -291,7 +360,8 @@ class OpenTelemetryHook:
 
     def _on_retry(self, event: RetryScheduled) -> None:
         cause, status, reason = _retry_cause(event.reason)
-        key = ("retry", cause, status, reason, *self._base_key(event.notification))
+        base_key = self._base_key(event.notification)
+        key = ("retry", self._extra_key, cause, status, reason, *base_key)
         attributes = self._cache.get(key)
         if attributes is None:
             extra: dict[str, AttributeValue] = {"apnskit.retry.cause": cause}
@@ -299,8 +369,9 @@ class OpenTelemetryHook:
                 extra["http.response.status_code"] = status
             if reason is not None:
                 extra["apns.reason"] = reason
-            attributes = self._remember(key, {**self._base(event.notification), **extra})
-        self._retries.add(1, attributes)
+            attributes = self._remember(key, {**self._base(base_key), **extra})
+        with self._lock:
+            self._add("apnskit.retries", key, attributes, 1)
         if self._tracer is not None:
             pending = self._peek(event.notification)
             if pending is not None and pending.span is not None:
@@ -317,12 +388,7 @@ class OpenTelemetryHook:
         now = self._clock()
         result = event.result
         item = result.notification
-        with self._lock:
-            queue = self._pending.get(id(item))
-            pending = queue.popleft() if queue else None
-            if queue is not None and not queue:
-                del self._pending[id(item)]
-        base = pending.attributes if pending is not None else self._base(item)
+        base_key = self._base_key(item)
         outcome = _outcome(result)
         status = result.status
         reason = _reason(result)
@@ -331,7 +397,7 @@ class OpenTelemetryHook:
             error_type = reason or str(status)
         elif outcome == "failed":
             error_type = _error_type(result.error)
-        key = ("result", *self._base_key(item), outcome, status, reason, error_type)
+        key = ("result", self._extra_key, *base_key, outcome, status, reason, error_type)
         attributes = self._cache.get(key)
         if attributes is None:
             extra: dict[str, AttributeValue] = {"apnskit.outcome": outcome}
@@ -341,15 +407,23 @@ class OpenTelemetryHook:
                 extra["apns.reason"] = reason
             if error_type is not None:
                 extra["error.type"] = error_type
-            attributes = self._remember(key, {**base, **extra})
-        self._notifications.add(1, attributes)
+            attributes = self._remember(key, {**self._base(base_key), **extra})
+        with self._lock:
+            queue = self._pending.get(id(item))
+            pending = queue.popleft() if queue else None
+            if queue is not None and not queue:
+                del self._pending[id(item)]
+            self._add("apnskit.notifications", key, attributes, 1)
+            if pending is not None:
+                self._add("apnskit.notifications.in_flight", pending.in_flight_key, {}, -1)
         if pending is None:
-            return
-        self._in_flight.add(-1, base)
-        duration_key = ("duration", *self._base_key(item), outcome)
+            return  # handed over before this hook was attached: no start time
+        duration_key = ("duration", self._extra_key, *base_key, outcome)
         duration_attributes = self._cache.get(duration_key)
         if duration_attributes is None:
-            duration_attributes = self._remember(duration_key, {**base, "apnskit.outcome": outcome})
+            duration_attributes = self._remember(
+                duration_key, {**self._base(base_key), "apnskit.outcome": outcome}
+            )
         self._duration.record(max(0.0, now - pending.started), duration_attributes)
         if pending.span is not None:
             _end_span(pending.span, result, attributes)
@@ -361,7 +435,15 @@ class OpenTelemetryHook:
 
     # ------------------------------------------------------------------ attributes
 
-    def _base_key(self, item: Any) -> tuple[str | None, str | None]:
+    def _count(self, name: str, attributes: dict[str, AttributeValue]) -> None:
+        if self._extra:
+            attributes = {**self._extra, **attributes}
+        key = (self._extra_key, *sorted((k, repr(v)) for k, v in attributes.items()))
+        with self._lock:
+            self._add(name, key, attributes, 1)
+
+    @staticmethod
+    def _base_key(item: Any) -> tuple[str | None, str | None]:
         push_type = getattr(item, "resolved_push_type", None)
         topic = getattr(item, "topic", None)
         if push_type is not None and isinstance(topic, str):
@@ -375,8 +457,7 @@ class OpenTelemetryHook:
                     found[str(header[0])] = str(header[1])
         return found.get("apns-push-type"), found.get("apns-topic")
 
-    def _base(self, item: Any) -> Attributes:
-        key = self._base_key(item)
+    def _base(self, key: tuple[str | None, str | None]) -> Attributes:
         attributes = self._base_cache.get(key)
         if attributes is None:
             push_type, topic = key
@@ -395,9 +476,6 @@ class OpenTelemetryHook:
             self._cache.clear()
         self._cache[key] = attributes
         return attributes
-
-    def _with(self, attributes: dict[str, AttributeValue]) -> Attributes:
-        return {**self._extra, **attributes} if self._extra else attributes
 
 
 def _outcome(result: PushResult) -> str:

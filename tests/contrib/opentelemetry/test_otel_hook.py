@@ -440,6 +440,25 @@ def test_extra_attributes_and_global_providers(server: MockApnsServer) -> None:
         telemetry.shutdown()
 
 
+def test_hooks_share_a_meter_provider(
+    server: MockApnsServer, telemetry: Telemetry, caplog: pytest.LogCaptureFixture
+) -> None:
+    # OpenTelemetry keeps the first instrument of a name and ignores later callbacks: hooks
+    # on one provider must share instruments, and each keeps its own series.
+    marketing = telemetry.hook(attributes={"apnskit.client": "marketing"})
+    alerts = telemetry.hook(attributes={"apnskit.client": "alerts"})
+    with make_client(server, marketing) as one, make_client(server, alerts) as two:
+        list(one.send_many([note() for _ in range(3)]))
+        assert two.send(note(GONE)).rejected
+    assert telemetry.total("apnskit.notifications", {"apnskit.client": "marketing"}) == 3
+    assert telemetry.total("apnskit.notifications", {"apnskit.client": "alerts"}) == 1
+    assert telemetry.total("apnskit.connections.opened", {"apnskit.client": "alerts"}) == 1
+    assert telemetry.total("apnskit.notifications.in_flight") == 0
+    durations = telemetry.points("apnskit.notification.duration")
+    assert {a["apnskit.client"]: p.count for a, p in durations} == {"marketing": 3, "alerts": 1}
+    assert not [r for r in caplog.records if r.name.startswith("opentelemetry")]
+
+
 # ---------------------------------------------------------------------------- secrets
 
 
