@@ -13,28 +13,19 @@ names in the ``apnskit.`` namespace, UCUM units (``s``, ``{notification}``), no 
 suffix, and the general attributes where one exists (``http.response.status_code``,
 ``error.type``, ``server.address``).
 
-======================================  ============  =========================================
-Instrument                              Unit          Attributes
-======================================  ============  =========================================
-``apnskit.notifications`` (counter)     notification  ``apnskit.outcome`` (accepted, rejected,
-                                                      failed), ``apns.push_type``,
-                                                      ``apns.topic``,
-                                                      ``http.response.status_code``,
-                                                      ``apns.reason``, ``error.type``
-``apnskit.notification.duration``       ``s``         ``apnskit.outcome``, ``apns.push_type``,
-(histogram)                                           ``apns.topic``: from the hand-over to the
-                                                      client until its result, retries included
-``apnskit.notifications.in_flight``     notification  ``apns.push_type``, ``apns.topic``:
-(up-down counter)                                     handed over and not yet ended
-``apnskit.retries`` (counter)           retry         ``apnskit.retry.cause``,
-                                                      ``http.response.status_code``,
-                                                      ``apns.reason``, ``apns.push_type``,
-                                                      ``apns.topic``
-``apnskit.connections.opened``          connection    ``server.address``, ``server.port``
-``apnskit.connections.closed``          connection    ``apnskit.connection.close_reason``,
-                                                      ``apns.reason`` (a GOAWAY's)
-``apnskit.connections.failed``          connection    ``error.type``
-======================================  ============  =========================================
+- ``apnskit.notifications`` (``{notification}``): notifications that ended, by
+  ``apnskit.outcome`` (accepted, rejected, failed), ``http.response.status_code``,
+  ``apns.reason`` and ``error.type``;
+- ``apnskit.notification.duration`` (histogram, ``s``): from the hand-over to the client until
+  the result, retries included, by outcome;
+- ``apnskit.notifications.in_flight`` (up-down): handed over and not yet ended;
+- ``apnskit.retries`` (``{retry}``): by ``apnskit.retry.cause``;
+- ``apnskit.connections.opened``, ``.closed`` (by ``apnskit.connection.close_reason``) and
+  ``.failed`` (by ``error.type``), in ``{connection}``.
+
+Notification metrics also carry ``apns.push_type`` and ``apns.topic``. The counters are
+observable instruments fed from running totals (see :class:`OpenTelemetryHook`). The
+observability guide of the documentation lists every attribute value.
 
 No attribute ever holds a device token, a payload, a JWT or any other secret, and none has
 unbounded values (the ``apns-id`` goes on spans only).
