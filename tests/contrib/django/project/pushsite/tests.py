@@ -186,12 +186,9 @@ class ClientLifetimeTests(MockServerTestCase):
             "print('accepted' if send(note).accepted else 'not accepted')\n"
             "client = get_client()\n"
         )
-        config = self.config()
-        config["KEY_FILE"] = str(config["KEY_FILE"])
-        config.pop("RETRY")
-        key = Path(tempfile.mkdtemp()) / f"AuthKey_{settings.KEY_ID}.p8"
-        key.write_bytes(Path(settings.KEY_FILE).read_bytes())
-        config["KEY_FILE"] = str(key)
+        # The child's settings make a key of their own; point it at this process's key,
+        # the one the mock server trusts.
+        config = self.config(KEY_FILE=str(settings.KEY_FILE))
         env = {**os.environ, "APNSKIT_TEST_CONFIG": json.dumps(config)}
         done = subprocess.run(
             [sys.executable, "-c", script],
