@@ -12,6 +12,14 @@ Servers:
   --host/--port/--ca-file  any other HTTP/2 server that answers like APNs
 
     python bench/throughput.py [--server mock|nginx] [--count 50000] [--runs 5]
+
+Distance (a latency relay, bench/latency_relay.py, between client and server; default
+``Limits``, so the pool may open several connections): ``--rtt-ms 50`` measures each client
+through the relay at 0 ms and at 50 ms of round trip and prints the ratio.
+
+Many callers: ``--callers threads:50`` (50 threads each calling ``PushClient.send()``) or
+``--callers tasks:1000`` (1,000 asyncio tasks each awaiting ``AsyncPushClient.send()``),
+printed beside bulk ``send_many`` through the same client settings.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -38,6 +47,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 import apnskit
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from latency_relay import LatencyRelay
 
 TOPIC = "com.example.bench"
 
@@ -226,19 +238,27 @@ def notifications(count: int):  # type: ignore[no-untyped-def]
         yield apnskit.Notification(token, payload, topic=TOPIC)
 
 
-def client_kwargs(server: Server) -> dict[str, object]:
+ONE_CONNECTION = apnskit.Limits(max_connections=1, max_in_flight=2000)
+
+
+def client_kwargs(
+    server: Server, *, port: int | None = None, limits: apnskit.Limits = ONE_CONNECTION
+) -> dict[str, object]:
     return {
         "host": server.host,
-        "port": server.port,
+        "port": port or server.port,
         "ca_file": server.ca_file,
         "environment": "sandbox",
-        "limits": apnskit.Limits(max_connections=1, max_in_flight=2000),
+        "limits": limits,
         "timeout": apnskit.Timeout(deadline=120),
     }
 
 
-def run_sync(server: Server, count: int) -> tuple[float, float, int]:
-    with apnskit.PushClient(server.credentials, **client_kwargs(server)) as client:  # type: ignore[arg-type]
+def run_sync(
+    server: Server, count: int, kwargs: dict[str, object] | None = None
+) -> tuple[float, float, int]:
+    kwargs = kwargs or client_kwargs(server)
+    with apnskit.PushClient(server.credentials, **kwargs) as client:  # type: ignore[arg-type]
         client.send(next(notifications(1)))  # connect, and lift the one-stream hold
         wall0, cpu0 = time.perf_counter(), time.process_time()
         accepted = sum(r.accepted for r in client.send_many(notifications(count)))
@@ -246,9 +266,13 @@ def run_sync(server: Server, count: int) -> tuple[float, float, int]:
     return count / wall, cpu / count * 1e6, accepted
 
 
-def run_async(server: Server, count: int, backend: str) -> tuple[float, float, int]:
+def run_async(
+    server: Server, count: int, backend: str, kwargs: dict[str, object] | None = None
+) -> tuple[float, float, int]:
+    kwargs = kwargs or client_kwargs(server)
+
     async def main() -> tuple[float, float, int]:
-        async with apnskit.AsyncPushClient(server.credentials, **client_kwargs(server)) as client:  # type: ignore[arg-type]
+        async with apnskit.AsyncPushClient(server.credentials, **kwargs) as client:  # type: ignore[arg-type]
             await client.send(next(notifications(1)))
             wall0, cpu0 = time.perf_counter(), time.process_time()
             accepted = 0
@@ -258,6 +282,144 @@ def run_async(server: Server, count: int, backend: str) -> tuple[float, float, i
         return count / wall, cpu / count * 1e6, accepted
 
     return anyio.run(main, backend=backend)
+
+
+def run_threads(server: Server, count: int, threads: int) -> tuple[float, float, int]:
+    """``threads`` threads each calling ``PushClient.send()`` for its share of ``count``."""
+    share = count // threads
+    accepted = [0] * threads
+    with apnskit.PushClient(server.credentials, **client_kwargs(server)) as client:  # type: ignore[arg-type]
+        client.send(next(notifications(1)))
+        start = threading.Barrier(threads + 1)
+
+        def caller(index: int) -> None:
+            items = list(notifications(share))
+            start.wait()
+            ok = 0
+            for item in items:
+                ok += client.send(item).accepted
+            accepted[index] = ok
+
+        workers = [threading.Thread(target=caller, args=(i,)) for i in range(threads)]
+        for worker in workers:
+            worker.start()
+        start.wait()
+        wall0, cpu0 = time.perf_counter(), time.process_time()
+        for worker in workers:
+            worker.join()
+        wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    # Notifications are built before the clock starts here (one list per thread), so add the
+    # construction cost measured separately to keep the CPU figure comparable with bulk.
+    total = share * threads
+    return total / wall, cpu / total * 1e6 + _construction_us(), sum(accepted)
+
+
+def run_tasks(server: Server, count: int, tasks: int) -> tuple[float, float, int]:
+    """``tasks`` asyncio tasks each awaiting ``AsyncPushClient.send()`` for its share."""
+    share = count // tasks
+
+    async def main() -> tuple[float, float, int]:
+        async with apnskit.AsyncPushClient(server.credentials, **client_kwargs(server)) as client:  # type: ignore[arg-type]
+            await client.send(next(notifications(1)))
+            accepted = 0
+
+            async def caller() -> None:
+                nonlocal accepted
+                for item in notifications(share):
+                    accepted += (await client.send(item)).accepted
+
+            wall0, cpu0 = time.perf_counter(), time.process_time()
+            async with anyio.create_task_group() as group:
+                for _ in range(tasks):
+                    group.start_soon(caller)
+            wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+        total = share * tasks
+        return total / wall, cpu / total * 1e6, accepted
+
+    return anyio.run(main, backend="asyncio")
+
+
+_construction_cache: list[float] = []
+
+
+def _construction_us() -> float:
+    if not _construction_cache:
+        cpu0 = time.process_time()
+        for _ in notifications(20_000):
+            pass
+        _construction_cache.append((time.process_time() - cpu0) / 20_000 * 1e6)
+    return _construction_cache[0]
+
+
+def _report(label: str, rates: list[float], cpus: list[float]) -> float:
+    rate = statistics.median(rates)
+    print(
+        f"  {label:34s} median {rate:8.0f} notifications/s, "
+        f"{statistics.median(cpus):6.1f} us CPU/notification   "
+        f"(runs: {', '.join(f'{r:.0f}' for r in rates)})",
+        flush=True,
+    )
+    return rate
+
+
+def _one(name: str, server: Server, count: int, kwargs: dict[str, object]) -> tuple[float, float]:
+    if name == "sync":
+        rate, cpu, accepted = run_sync(server, count, kwargs)
+    else:
+        rate, cpu, accepted = run_async(server, count, name, kwargs)
+    if accepted != count:
+        print(f"  warning: {name}: {count - accepted} not accepted")
+    return rate, cpu
+
+
+def main_rtt(server: Server, args: argparse.Namespace) -> None:
+    """Each client through the relay at 0 ms and at ``--rtt-ms``, default Limits."""
+    target = (server.host, server.port)
+    print(f"latency relay, default {apnskit.Limits()}")
+    for name in args.clients.split(","):
+        label = "PushClient" if name == "sync" else f"AsyncPushClient ({name})"
+        medians = []
+        for rtt in (0.0, args.rtt_ms):
+            relay = LatencyRelay.start(rtt, target)
+            try:
+                kwargs = client_kwargs(server, port=relay.port, limits=apnskit.Limits())
+                rates, cpus = [], []
+                for _ in range(args.runs):
+                    rate, cpu = _one(name, server, args.count, kwargs)
+                    rates.append(rate)
+                    cpus.append(cpu)
+            finally:
+                relay.stop()
+            medians.append(_report(f"{label} rtt {rtt:g} ms", rates, cpus))
+        print(f"  {label}: {args.rtt_ms:g} ms / 0 ms = {medians[1] / medians[0]:.0%}")
+
+
+def main_callers(server: Server, args: argparse.Namespace) -> None:
+    """Many callers of send() against bulk send_many, same client settings."""
+    kind, _, number = args.callers.partition(":")
+    callers = int(number)
+    rates, cpus, bulk_rates, bulk_cpus = [], [], [], []
+    for _ in range(args.runs):
+        if kind == "threads":
+            rate, cpu = _one("sync", server, args.count, client_kwargs(server))
+            bulk_rates.append(rate)
+            bulk_cpus.append(cpu)
+            rate, cpu, accepted = run_threads(server, args.count, callers)
+        elif kind == "tasks":
+            rate, cpu = _one("asyncio", server, args.count, client_kwargs(server))
+            bulk_rates.append(rate)
+            bulk_cpus.append(cpu)
+            rate, cpu, accepted = run_tasks(server, args.count, callers)
+        else:
+            sys.exit("--callers: threads:N or tasks:N")
+        if accepted != args.count // callers * callers:
+            print(f"  warning: {args.count // callers * callers - accepted} not accepted")
+        rates.append(rate)
+        cpus.append(cpu)
+    client = "PushClient" if kind == "threads" else "AsyncPushClient (asyncio)"
+    bulk = _report(f"{client} send_many", bulk_rates, bulk_cpus)
+    many = _report(f"{client} send() x {callers} {kind}", rates, cpus)
+    print(f"  {callers} {kind} / bulk = {many / bulk:.0%}")
 
 
 def main() -> None:
@@ -271,6 +433,10 @@ def main() -> None:
     parser.add_argument(
         "--clients", default="sync,asyncio", help="comma list of sync, asyncio, trio"
     )
+    parser.add_argument(
+        "--rtt-ms", type=float, help="through a latency relay: compare 0 ms with this RTT"
+    )
+    parser.add_argument("--callers", help="threads:N or tasks:N calling send() concurrently")
     args = parser.parse_args()
     if args.host:
         server: Server = ExternalServer(args.host, args.port or 443, args.ca_file)
@@ -281,8 +447,15 @@ def main() -> None:
     else:
         server = MockServer()
         label = "apnskit MockApnsServer (child process)"
-    print(f"server: {label}; {args.count} notifications x {args.runs} runs, one connection")
+    print(f"server: {label}; {args.count} notifications x {args.runs} runs")
     try:
+        if args.rtt_ms is not None:
+            main_rtt(server, args)
+            return
+        if args.callers:
+            main_callers(server, args)
+            return
+        print("one connection")
         for name in args.clients.split(","):
             rates, cpus = [], []
             for _ in range(args.runs):
