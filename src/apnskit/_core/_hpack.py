@@ -87,6 +87,7 @@ class HeaderEncoder:
     __slots__ = (
         "_entries",
         "_index",
+        "_indexed",
         "_inserted",
         "_literal_prefix",
         "_max_size",
@@ -104,6 +105,11 @@ class HeaderEncoder:
         self._pending_updates: list[int] = []
         # Cached "literal without indexing" prefixes (the name part) per header name.
         self._literal_prefix: dict[str, bytes] = {}
+        # The encoded index (section 6.1) of each repeating header already in a table, so a
+        # request's constant headers cost one dict lookup each. A dynamic index depends on
+        # how many entries were inserted since, so every insertion or eviction clears it;
+        # it holds at most the table's entries plus the static ones used.
+        self._indexed: dict[tuple[str, str], bytes] = {}
 
     @property
     def table_size(self) -> int:
@@ -127,6 +133,7 @@ class HeaderEncoder:
         self._evict(0)
 
     def _evict(self, room: int) -> None:
+        self._indexed.clear()
         limit = self._max_size - room
         entries = self._entries
         while entries and self._size > limit:
@@ -148,21 +155,27 @@ class HeaderEncoder:
             parts.extend(encode_integer(size, 5, 0x20) for size in self._pending_updates)
             self._pending_updates.clear()
         index = self._index
-        for name, value in headers:
+        indexed = self._indexed
+        append = parts.append
+        for header in headers:
+            encoded = indexed.get(header)
+            if encoded is not None:
+                append(encoded)
+                continue
+            name, value = header
             if name in indexable:
                 static = _STATIC_FULL_INDEX.get((name, value))
                 if static is not None:
-                    parts.append(encode_integer(static, 7, 0x80))
+                    encoded = indexed[(name, value)] = encode_integer(static, 7, 0x80)
+                    append(encoded)
                     continue
                 number = index.get((name, value))
                 if number is not None:
                     position = _STATIC_LEN + self._inserted - number
-                    if position < 0x7F:
-                        parts.append(bytes((0x80 | position,)))
-                    else:
-                        parts.append(encode_integer(position, 7, 0x80))
+                    encoded = indexed[(name, value)] = encode_integer(position, 7, 0x80)
+                    append(encoded)
                     continue
-                parts.append(self._insert(name, value))
+                append(self._insert(name, value))
                 continue
             prefix = self._literal_prefix.get(name)
             if prefix is None:
@@ -173,8 +186,8 @@ class HeaderEncoder:
                 else:
                     prefix = b"\x00" + _encode_string(name)
                 self._literal_prefix[name] = prefix
-            parts.append(prefix)
-            parts.append(_encode_string(value))
+            append(prefix)
+            append(_encode_string(value))
         return b"".join(parts)
 
     def _insert(self, name: str, value: str) -> bytes:
@@ -194,7 +207,7 @@ class HeaderEncoder:
                 + (b"" if name_index else _encode_string(name))
                 + _encode_string(value)
             )
-        self._evict(size)
+        self._evict(size)  # also forgets the cached indices, which this insertion shifts
         number = self._inserted
         self._inserted += 1
         self._entries.append((name, value, size, number))
@@ -372,42 +385,59 @@ _huffman_cache: dict[bytes, str] = {}
 # at a time; we fold two of its steps into one table indexed by (state, byte), which halves
 # the Python-level loop iterations for the apns-id a server sends on every response. The
 # table (65,536 entries) is built on first use from hpack's, so both agree by construction.
+# Each entry holds the next state already shifted into place and the bytes emitted; failures
+# lead to an absorbing state, and whether the string ended on valid padding is a property of
+# the final state, so the loop body has no branch: one lookup and one append per byte.
 _FAIL = huffman_table.HUFFMAN_FAIL
-_byte_table: list[tuple[int, bytes, int]] | None = None
+_FAIL_STATE = 256 << 8
+_state_table: list[tuple[int, bytes]] | None = None
+_accepting: frozenset[int] = frozenset()
 
 
-def _build_byte_table() -> list[tuple[int, bytes, int]]:
+def _build_state_table() -> tuple[list[tuple[int, bytes]], frozenset[int]]:
+    # Entries are (next state << 8, symbols emitted); state 256 absorbs failures (EOS or an
+    # impossible code). Also returns the states (shifted) where a string may end.
     nibble_table = huffman_table.HUFFMAN_TABLE
     emit = huffman_table.HUFFMAN_EMIT_SYMBOL
-    table: list[tuple[int, bytes, int]] = []
+    complete = huffman_table.HUFFMAN_COMPLETE
+    table: list[tuple[int, bytes]] = []
     append = table.append
+    accepting = {0}
     for state in range(256):
         for byte in range(256):
             first_state, first_flags, first_out = nibble_table[state * 16 + (byte >> 4)]
             if first_flags & _FAIL:
-                append((0, b"", _FAIL))
+                append((_FAIL_STATE, b""))
                 continue
             second_state, second_flags, second_out = nibble_table[first_state * 16 + (byte & 0xF)]
+            if second_flags & _FAIL:
+                append((_FAIL_STATE, b""))
+                continue
             out = bytes((first_out,)) if first_flags & emit else b""
             if second_flags & emit:
                 out += bytes((second_out,))
-            append((second_state, out, second_flags))
-    return table
+            if second_flags & complete:
+                # Section 5.2: ends here only on padding shorter than 8 bits of EOS prefix.
+                accepting.add(second_state)
+            append((second_state << 8, out))
+    table.extend([(_FAIL_STATE, b"")] * 256)
+    return table, frozenset(s << 8 for s in accepting)
 
 
 def _decode_huffman(raw: bytes) -> bytes:
-    global _byte_table
-    table = _byte_table
+    global _state_table, _accepting
+    table = _state_table
     if table is None:
-        table = _byte_table = _build_byte_table()
+        table, _accepting = _build_state_table()
+        _state_table = table
     state = 0
-    flags = huffman_table.HUFFMAN_COMPLETE
-    out = bytearray()
+    parts = []
+    append = parts.append
     for byte in raw:
-        state, emitted, flags = table[(state << 8) | byte]
-        if flags & _FAIL:
+        state, emitted = table[state | byte]
+        append(emitted)
+    if state not in _accepting:
+        if state == _FAIL_STATE:
             raise HpackError("invalid Huffman-coded string in a header block")
-        out += emitted
-    if not flags & huffman_table.HUFFMAN_COMPLETE:
         raise HpackError("Huffman-coded string ends with bad padding (RFC 7541 section 5.2)")
-    return bytes(out)
+    return b"".join(parts)
