@@ -142,6 +142,15 @@ _PRIORITY_HEADER: dict[int, str] = {int(m): str(int(m)) for m in Priority}
 # suffix means the push type and topic disagree (APNs answers DeviceTokenNotForTopic/BadTopic).
 _ALL_SUFFIXES: tuple[str, ...] = tuple(m.topic_suffix for m in PushType if m.topic_suffix)
 
+# Per push type, plain values read on every Notification: an enum member's .value and
+# properties go through descriptors that cost more than a dict lookup.
+_PUSH_TYPE_HEADER: dict[PushType, str] = {m: m.value for m in PushType}
+_MAX_PAYLOAD: dict[PushType, int] = {m: m.max_payload_size for m in PushType}
+# (topic, push type) pairs already found valid: most applications send to one or two topics,
+# so the string checks run once per pair. Bounded: cleared when it grows past the limit.
+_VALID_TOPICS: set[tuple[str, PushType]] = set()
+_VALID_TOPICS_MAX = 1024
+
 _HEX_RE = re.compile(r"[0-9a-fA-F]+")
 _UUID_RE = re.compile(
     r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
@@ -152,6 +161,36 @@ _UUID_RE = re.compile(
 # keyword arguments constructs a new encoder on every call.
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 _encode = _ENCODER.encode
+
+
+def _make_one_shot_encoder() -> Any:
+    """The C encoder ``JSONEncoder.encode`` builds on every call, built once (or None).
+
+    Same settings as ``_ENCODER``. ``markers`` is None (no shared circular-reference table,
+    which would make two threads encoding one shared payload dict see a false cycle): a
+    payload that contains itself ends in RecursionError, which ``_serialize`` reports as a
+    circular reference.
+    """
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:
+        return None
+    try:
+        return make(
+            None,
+            _ENCODER.default,
+            json.encoder.encode_basestring,
+            None,
+            ":",
+            ",",
+            False,
+            False,
+            False,
+        )
+    except TypeError:  # another interpreter's signature: use the public path
+        return None
+
+
+_c_encode = _make_one_shot_encoder()
 
 #: Largest epoch-seconds value accepted (9999-12-31T23:59:59Z). Anything larger is almost
 #: always milliseconds by mistake.
@@ -793,10 +832,38 @@ def _find_unserializable(value: object, path: str, seen: set[int]) -> str | None
 
 def _serialize(obj: dict[str, Any]) -> bytes:
     try:
+        if _c_encode is not None:
+            return "".join(_c_encode(obj, 0)).encode()
         return _encode(obj).encode()
     except (TypeError, ValueError, RecursionError) as exc:
         where = _find_unserializable(obj, "payload", set()) or str(exc)
         raise _fail("payload", f"cannot be encoded as JSON: {where}") from None
+
+
+def _check_topic(topic: object, resolved: PushType) -> None:
+    """Check ``topic`` for push type ``resolved``; remember it when valid."""
+    if type(topic) is not str or not topic:
+        raise _fail("topic", "is required: the app's bundle ID (plus the push type's suffix)")
+    if not (topic.isascii() and topic.isprintable()) or " " in topic:
+        raise _fail("topic", f"{topic!r} must be printable ASCII without spaces")
+    suffix = resolved.topic_suffix
+    if suffix:
+        if not topic.endswith(suffix) or len(topic) == len(suffix):
+            raise _fail(
+                "topic",
+                f"{topic!r} must be the bundle ID followed by {suffix!r} for "
+                f"{resolved.value} pushes",
+            )
+    elif topic.endswith(_ALL_SUFFIXES):
+        other = next(s for s in _ALL_SUFFIXES if topic.endswith(s))
+        raise _fail(
+            "topic",
+            f"{topic!r} ends with {other!r}, which belongs to another push type; "
+            f"{resolved.value} pushes use the bare bundle ID",
+        )
+    if len(_VALID_TOPICS) >= _VALID_TOPICS_MAX:
+        _VALID_TOPICS.clear()
+    _VALID_TOPICS.add((topic, resolved))
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -916,7 +983,7 @@ class Notification:
                 )
         setattr_(self, "resolved_push_type", resolved)
 
-        limit = resolved.max_payload_size
+        limit = _MAX_PAYLOAD[resolved]
         if len(body) > limit:
             raise _fail(
                 "payload",
@@ -926,27 +993,12 @@ class Notification:
 
         # -- topic and its push-type suffix
         topic = self.topic
-        if type(topic) is not str or not topic:
-            raise _fail("topic", "is required: the app's bundle ID (plus the push type's suffix)")
-        if not (topic.isascii() and topic.isprintable()) or " " in topic:
-            raise _fail("topic", f"{topic!r} must be printable ASCII without spaces")
-        suffix = resolved.topic_suffix
-        if suffix:
-            if not topic.endswith(suffix) or len(topic) == len(suffix):
-                raise _fail(
-                    "topic",
-                    f"{topic!r} must be the bundle ID followed by {suffix!r} for "
-                    f"{resolved.value} pushes",
-                )
-        elif topic.endswith(_ALL_SUFFIXES):
-            other = next(s for s in _ALL_SUFFIXES if topic.endswith(s))
-            raise _fail(
-                "topic",
-                f"{topic!r} ends with {other!r}, which belongs to another push type; "
-                f"{resolved.value} pushes use the bare bundle ID",
-            )
-
-        headers: list[tuple[str, str]] = [("apns-push-type", resolved.value), ("apns-topic", topic)]
+        if type(topic) is not str or (topic, resolved) not in _VALID_TOPICS:
+            _check_topic(topic, resolved)
+        headers: list[tuple[str, str]] = [
+            ("apns-push-type", _PUSH_TYPE_HEADER[resolved]),
+            ("apns-topic", topic),
+        ]
 
         # -- priority
         priority: object = self.priority

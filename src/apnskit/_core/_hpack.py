@@ -431,7 +431,7 @@ def _decode_huffman(raw: bytes) -> bytes:
         table, _accepting = _build_state_table()
         _state_table = table
     state = 0
-    parts = []
+    parts: list[bytes] = []
     append = parts.append
     for byte in raw:
         state, emitted = table[state | byte]
