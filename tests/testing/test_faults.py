@@ -9,7 +9,7 @@ import time
 import pytest
 
 from apnskit.testing import MockApnsServer
-from support.h2client import KEY_ID, SIGNING_KEY, TEAM_ID, H2TestClient, Response, bearer
+from support.h2client import KEY_ID, SIGNING_KEY, TEAM_ID, H2TestClient, bearer
 
 
 def _request(client: H2TestClient) -> tuple[list[tuple[str, str]], bytes]:
@@ -221,28 +221,12 @@ def test_set_max_concurrent_streams_on_live_connections(server: MockApnsServer, 
     assert held.max_streams == 5
 
 
-def _two_streams_at_once(client: H2TestClient) -> tuple[int, int]:
-    """Open streams 1 and 3 in one write, ignoring the limit of one stream (a client bug)."""
-    from h2.settings import SettingCodes, Settings
-
-    client.h2.remote_settings = Settings(
-        client=False, initial_values={SettingCodes.MAX_CONCURRENT_STREAMS: 10}
-    )
-    headers, body = _request(client)
-    for stream_id in (1, 3):  # both in one write, so they arrive together
-        client.h2.send_headers(stream_id, headers)
-        client.h2.send_data(stream_id, body, end_stream=True)
-        client.responses[stream_id] = Response(stream_id)
-    client.sock.sendall(client.h2.data_to_send())
-    return 1, 3
-
-
 def test_stream_beyond_the_limit_is_refused(server: MockApnsServer, connect) -> None:
     # RFC 9113 section 5.1.2: REFUSED_STREAM; the client retries, the connection goes on.
     # A limit of one even after the first success, which would otherwise raise it at once.
     server.faults.set_max_concurrent_streams(1)
     client = connect()
-    first, second = _two_streams_at_once(client)
+    first, second = client.send_past_the_limit(2)
     client.wait([first, second])
     assert client.responses[first].status == 200
     assert client.responses[second].reset_code == 7  # REFUSED_STREAM
@@ -257,7 +241,7 @@ def test_strict_stream_limit_is_a_protocol_error(connect) -> None:
     with MockApnsServer(strict_stream_limit=True, max_concurrent_streams=1) as srv:
         srv.trust_key(KEY_ID, TEAM_ID, SIGNING_KEY.public_key())
         client = connect(srv)
-        _two_streams_at_once(client)
+        client.send_past_the_limit(2)
         client.read_until(lambda: client.goaway is not None, 5)
         assert client.goaway is not None
         assert client.goaway.error_code == 1  # PROTOCOL_ERROR

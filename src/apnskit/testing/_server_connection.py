@@ -487,9 +487,7 @@ class ServerConnection:
         The highest of the last value the client acknowledged (unlimited before it
         acknowledges the preface) and every value sent since.
         """
-        if not self._unacked_limits:
-            return self._acked_limit
-        return max(self._acked_limit, max(self._unacked_limits))
+        return max((self._acked_limit, *self._unacked_limits))
 
     @property
     def open_stream_count(self) -> int:
