@@ -412,3 +412,22 @@ def test_closed_streams_are_forgotten() -> None:
     assert len(pair.of(h2.events.ResponseReceived)) == 1000
     assert pair.server.open_stream_count == 0
     assert len(pair.server._h2.streams) <= 100
+
+
+def test_limit_in_force_with_several_settings_in_flight() -> None:
+    # The highest of the acknowledged value and every value still unacknowledged: the client
+    # may be acting on any of them (RFC 9113 section 6.5.3).
+    pair = Pair(ok, max_concurrent_streams=10)
+    for value in (30, 2, 5):
+        pair.server.set_max_concurrent_streams(value)
+    assert pair.server.max_concurrent_streams == 5
+    assert pair.server.enforced_max_concurrent_streams == 30  # the raise, at once
+    pair.events.extend(pair.client.receive_data(pair.server.data_to_send()))
+    acks = pair.client.data_to_send()
+    assert len(acks) == 3 * 9  # three empty SETTINGS frames with the ACK flag
+    limits = []
+    for index in range(3):
+        pair.server.receive_data(acks[index * 9 : index * 9 + 9], 0.0)
+        limits.append(pair.server.enforced_max_concurrent_streams)
+    # 30 acknowledged (2 and 5 pending); 2 acknowledged (5 pending); 5 acknowledged.
+    assert limits == [30, 5, 5]
