@@ -44,8 +44,8 @@ enforced is the highest of the last acknowledged value and every value sent sinc
 takes effect when it is sent (no client acting on it can break it), a cut once acknowledged.
 Before the client acknowledges the preface's SETTINGS no limit is in force, the initial value
 of section 6.5.2 (clients may send requests before reading the server's preface, section
-3.4; nghttp2 opens up to 100 streams then). h2 applies a local setting only on its ACK, in both
-directions, so this connection counts open streams and enforces the limit itself (issue 17:
+3.4; nghttp2 opens up to 100 streams then). h2 applies a local setting only on its ACK, raises
+included, so this connection counts open streams and enforces the limit itself (issue 17:
 h2load's eager streams got the connection killed). A stream beyond it is a client bug (section
 5.1.2), answered by default with RST_STREAM REFUSED_STREAM, which the section allows and
 clients retry; with ``strict_stream_limit=True`` by GOAWAY PROTOCOL_ERROR, so the bug shows
@@ -369,7 +369,7 @@ class _H2ServerConnection(H2Connection):
 
     h2 checks each new stream against its *acknowledged* local SETTINGS_MAX_CONCURRENT_STREAMS
     and raises TooManyStreamsError, a connection error, before it decodes the header block.
-    Both halves are wrong here: a raised limit must hold as soon as it is sent (RFC 9113
+    Neither suits this server: a raised limit must hold as soon as it is sent (RFC 9113
     section 6.5.3, see the module docstring), and refusing one stream with REFUSED_STREAM needs
     its header block decoded to keep HPACK state in step (section 4.3) and the stream created
     to reset it. h2 consults :attr:`open_inbound_streams` only for that check, so reporting no
