@@ -147,7 +147,7 @@ def test_h2load_against_the_mock_server_command(tmp_path: Path, cpu_load: int) -
         body_file = tmp_path / "notification.json"
         body_file.write_bytes(BODY)
         url = f"https://{info['address']}"
-        for _ in range(5):
+        for _ in range(4):
             outcome = h2load(url, f"bearer {jwt}", body_file, "-n", "500", "-c", "2", "-m", "100")
             assert outcome == expected_h2load(500)
     finally:
