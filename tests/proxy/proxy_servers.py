@@ -24,7 +24,8 @@ from pathlib import Path
 from urllib.parse import quote
 
 USER = "alice"
-PASSWORD = "s3cret-Pass.42"  # noqa: S105 - a test proxy's password (tinyproxy takes [-.a-z0-9])
+# A test proxy's password: tinyproxy's configuration takes letters, digits, "-" and ".".
+PASSWORD = "s3cret-Pass.42"
 
 
 def free_port() -> int:

@@ -40,7 +40,7 @@ import ssl
 import time
 from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import anyio
@@ -162,9 +162,7 @@ def parse_proxy(url: str, *, source: str = "proxy") -> Proxy:
         len((username or "").encode()) > 255 or len((password or "").encode()) > 255
     ):
         # RFC 1929 section 2: one length byte each.
-        raise ConfigurationError(
-            f"{source}: SOCKS5 user names and passwords are at most 255 bytes"
-        )
+        raise ConfigurationError(f"{source}: SOCKS5 user names and passwords are at most 255 bytes")
     if scheme != "http":
         _require_socksio(source)
     return Proxy(
@@ -247,13 +245,14 @@ def _getenv(environ: Mapping[str, str], name: str) -> tuple[str, str]:
 
 
 def _no_proxy(host: str, port: int, no_proxy: str) -> bool:
-    """Whether ``NO_PROXY`` lists ``host``: ``*``, a domain (and its subdomains), an address
-    or a CIDR block, each optionally with ``:port``."""
+    """Whether ``NO_PROXY`` lists ``host``.
+
+    Entries: ``*``, a domain (and its subdomains), an address or a CIDR block, each
+    optionally with ``:port``.
+    """
     host = host.strip("[]").rstrip(".").lower()
     try:
-        address: ipaddress.IPv4Address | ipaddress.IPv6Address | None = ipaddress.ip_address(
-            host
-        )
+        address: ipaddress.IPv4Address | ipaddress.IPv6Address | None = ipaddress.ip_address(host)
     except ValueError:
         address = None
     for raw in no_proxy.split(","):
@@ -292,7 +291,7 @@ def _split_entry(entry: str) -> tuple[str, int | None]:
 
 # A handshake yields bytes to write (the driver answers b"") or the most it wants to read
 # (the driver answers with 1..n bytes, or b"" at EOF).
-_Handshake = Generator[Union[bytes, int], bytes, None]
+_Handshake = Generator[bytes | int, bytes, None]
 
 
 def _authority(host: str, port: int) -> str:
@@ -513,7 +512,7 @@ def open_tunnel(proxy: Proxy, host: str, port: int, timeout: float | None) -> so
             except StopIteration:
                 break
         sock.settimeout(_left(deadline))
-    except (socket.timeout, TimeoutError) as error:
+    except TimeoutError as error:
         sock.close()
         raise ConnectTimeoutError(
             f"proxy {proxy.display} did not open a tunnel to {_authority(host, port)} within "
