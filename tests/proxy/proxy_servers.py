@@ -61,7 +61,10 @@ def _wait_listening(process: subprocess.Popen[bytes], port: int, log: Path) -> N
     deadline = time.monotonic() + 20.0
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"proxy exited with {process.returncode}: {_tail(log)}")
+            raise RuntimeError(
+                f"proxy exited with {process.returncode}: {_tail(log)}"
+                f"{_tail(log.with_suffix('.log'))}"
+            )
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
             return
         time.sleep(0.05)
@@ -149,8 +152,16 @@ clientmethod: none
 user.privileged: {user}
 user.unprivileged: {"nobody" if os.geteuid() == 0 else user}
 client pass {{ from: 127.0.0.1/32 to: 0.0.0.0/0 }}
-socks block {{ from: 0.0.0.0/0 to: 0.0.0.0/0 port = {blocked_port} command: connect }}
-socks pass {{ from: 127.0.0.1/32 to: 127.0.0.1/32 command: connect }}
+socks block {{
+    from: 0.0.0.0/0 to: 0.0.0.0/0 port = {blocked_port}
+    command: connect
+    log: connect
+}}
+socks pass {{
+    from: 127.0.0.1/32 to: 127.0.0.1/32
+    command: connect
+    log: connect
+}}
 """
     )
     pid = workdir / f"danted-{port}.pid"
@@ -169,7 +180,8 @@ def pproxy(workdir: Path, scheme: str, auth: tuple[str, str] | None) -> Iterator
         listen += f"#{auth[0]}:{auth[1]}"
     # --auth 0: check the password on every connection (pproxy otherwise trusts an address
     # that authenticated once, for 30 days).
-    argv = [sys.executable, "-m", "pproxy", "-l", listen, "--auth", "0"]
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    argv = [sys.executable, "-m", "pproxy", "-l", listen, "--auth", "0", "-v"]
+    # -v logs each tunnel's destination as the client named it; unbuffered, to read it live.
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "PYTHONUNBUFFERED": "1"}
     with _running(argv, scheme, port, log.with_suffix(".out"), env) as server:
         yield server
