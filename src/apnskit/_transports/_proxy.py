@@ -132,7 +132,9 @@ def parse_proxy(url: str, *, source: str = "proxy") -> Proxy:
         port = parts.port
     except ValueError as error:
         # urllib's messages can quote the netloc, credentials included: say what, not it.
-        reason = "the port is not a number in 1..65535" if "port" in str(error) else "malformed"
+        reason = (
+            "the port is not a number in 1..65535" if "port" in str(error).lower() else "malformed"
+        )
         raise ConfigurationError(f"{source}: not a usable proxy URL ({reason})") from None
     scheme = parts.scheme.lower()
     if scheme not in _SCHEMES:
@@ -404,7 +406,9 @@ def _socks5_connect(proxy: Proxy, host: str, port: int) -> _Handshake:
         )
         yield conn.data_to_send()
         head = yield from _read_exactly(proxy, 5, "reply")
-        if head[0] == 5 and head[1] != 0:
+        if head[0] != 5 or head[3] not in (1, 3, 4):
+            raise SocksProtocolError(f"reply {head.hex(' ')}...")
+        if head[1] != 0:
             name = _SOCKS5_REPLIES.get(head[1], "unassigned code")
             raise ProxyError(
                 f"proxy {proxy.display} could not connect to {target}: SOCKS5 reply "
@@ -413,7 +417,7 @@ def _socks5_connect(proxy: Proxy, host: str, port: int) -> _Handshake:
             )
         # The bound address: IPv4 (4 bytes), a name (its length is head[4]) or IPv6 (16),
         # then the port; head already holds its first byte.
-        rest = {1: 4 - 1, 3: head[4], 4: 16 - 1}.get(head[3], 0) + 2
+        rest = {1: 4 - 1, 3: head[4], 4: 16 - 1}[head[3]] + 2
         reply = conn.receive_data(head + (yield from _read_exactly(proxy, rest, "reply")))
         assert isinstance(reply, socks5.SOCKS5Reply)
     except SocksProtocolError as error:
