@@ -57,7 +57,7 @@ class AsyncPushClient(ClientBase):
         credentials: :class:`apnskit.TokenCredentials` or :class:`apnskit.CertificateCredentials`.
         environment: ``"production"`` or ``"sandbox"``. Required with token credentials
             unless ``host`` is given; picked from a certificate when omitted.
-        host: Override the APNs host (a proxy, or the mock server).
+        host: Override the APNs host (the mock server; for a proxy see ``proxy``).
         port: Override the port (default 443; APNs also listens on 2197).
         management_host: Override the channel-management host (default: Apple's, or ``host``
             when that is overridden, as the mock server serves both).

@@ -112,7 +112,7 @@ def add_connection_options(parser: argparse.ArgumentParser) -> None:
         help="the production environment (api.push.apple.com)",
     )
     group.add_argument(
-        "--host", metavar="HOST", help="connect here instead (the mock server, a proxy)"
+        "--host", metavar="HOST", help="connect here instead (the mock server; proxies: --proxy)"
     )
     group.add_argument(
         "--port", metavar="PORT", type=int, help="port (default 443; APNs also listens on 2197)"
