@@ -129,3 +129,31 @@ def test_check_connect_honours_no_proxy(apns: MockApnsServer) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "  TCP          connected in" in proc.stdout
     assert "proxy" not in proc.stdout
+
+
+def test_channels_and_broadcast_through_a_proxy(
+    apns: MockApnsServer, key: TokenKey, tinyproxy_open: ProxyServer
+) -> None:
+    auth = ["--key", str(key.path), "--team-id", key.team_id, *where(apns)]
+    proxy = ["--proxy", tinyproxy_open.url()]
+    target = f"CONNECT 127.0.0.1:{apns.port} "
+    before = tinyproxy_open.log_text().count(target)
+    created = apnskit_cli("channels", "create", *auth, *proxy, "--bundle-id", TOPIC)
+    assert created.returncode == 0, created.stderr
+    channel = created.stdout.strip()
+    assert channel in {c.channel_id for c in apns.channels(TOPIC)}
+    sent = apnskit_cli(
+        "broadcast",
+        *auth,
+        *proxy,
+        "--bundle-id",
+        TOPIC,
+        "--channel",
+        channel,
+        "--content-state",
+        '{"score": "1 - 0"}',
+    )
+    assert sent.returncode == 0, sent.stderr
+    assert sent.stdout.split()[0] == "accepted"
+    # One tunnel per command: the proxy's log shows both.
+    assert tinyproxy_open.log_text().count(target) == before + 2
