@@ -56,6 +56,7 @@ __all__ = [
     "open_tunnel",
     "parse_proxy",
     "proxy_from_environment",
+    "with_proxy",
 ]
 
 # Default ports when a proxy URL has none: curl's and httpx's choices.
