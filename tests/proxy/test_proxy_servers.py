@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
+import struct
+import threading
 import traceback
 from collections.abc import Callable, Iterator
 
@@ -265,6 +268,50 @@ async def test_a_silent_proxy_times_out_within_timeout_connect(
     result = await client.send(note())
     assert isinstance(result.error, apnskit.ConnectTimeoutError)
     assert f"{scheme}://127.0.0.1:{silent_proxy}" in str(result.error)
+
+
+@pytest.fixture
+def resetting_proxy() -> Iterator[int]:
+    """A port that reads the client's first bytes and answers with a TCP reset."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    listener.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except (TimeoutError, OSError):
+                continue
+            with conn:
+                conn.settimeout(5)
+                with contextlib.suppress(OSError):
+                    conn.recv(4096)
+                # SO_LINGER with a zero timeout: close() sends RST instead of FIN.
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield int(listener.getsockname()[1])
+    stop.set()
+    thread.join(5)
+    listener.close()
+
+
+@pytest.mark.parametrize("scheme", ["http", "socks5"])
+async def test_a_proxy_resetting_the_connection(
+    make_client: Callable[..., Client], resetting_proxy: int, scheme: str
+) -> None:
+    client = make_client(proxy=f"{scheme}://{USER}:{PASSWORD}@127.0.0.1:{resetting_proxy}")
+    result = await client.send(note())
+    assert isinstance(result.error, apnskit.ProxyError)
+    assert str(result.error).startswith(
+        f"proxy {scheme}://127.0.0.1:{resetting_proxy} broke the connection while opening a "
+        "tunnel to 127.0.0.1:"
+    )
+    assert PASSWORD not in str(result.error)
 
 
 # ------------------------------------------------------------------------ the environment
