@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import random
+from typing import Any
+
+import pytest
 from hyperframe.frame import RstStreamFrame, WindowUpdateFrame
 from peer import (
     AUTHORITY,
@@ -378,3 +382,67 @@ def test_cancelled_request_blocked_on_connection_window_is_skipped() -> None:
     assert conn.data_to_send() == b""
     assert conn.send_window == 100_000
     assert first.stream_id == 1
+
+
+# ------------------------------------------------------------------- body queue (issue 13)
+
+
+def _count_body_offers(conn: ApnsConnection, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Record the stream id of every body offered to flow control."""
+    offers: list[int] = []
+    write_body = conn._write_body
+
+    def counting(handle: Any) -> bool:
+        offers.append(handle.stream_id)
+        return write_body(handle)
+
+    monkeypatch.setattr(conn, "_write_body", counting)
+    return offers
+
+
+def test_window_bound_bodies_are_offered_once_per_window_update(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # 1,000 requests of 200 bytes against the default 65,535-byte connection window: most
+    # bodies wait. Each WINDOW_UPDATE must offer the waiting bodies in order and stop at the
+    # first that does not fit: the bodies it sends plus at most one, never every waiting one.
+    conn, peer, _ = start()
+    offers = _count_body_offers(conn, monkeypatch)
+    body = b"x" * 200
+    send(conn, peer, 1000, body=body)
+    fitted = 65_535 // 200  # 327 whole bodies, then one partly
+    assert len(offers) == fitted + 1  # bodies opened behind a full window are not offered
+    rnd = random.Random(13)
+    updates = 0
+    while not all(r.ended for r in peer.requests.values()):
+        before_offers = len(offers)
+        before_done = sum(r.ended for r in peer.requests.values())
+        conn.receive_data(window_update(0, rnd.randrange(50, 3000)))
+        peer.parse(conn.data_to_send())
+        completed = sum(r.ended for r in peer.requests.values()) - before_done
+        assert len(offers) - before_offers <= completed + 1
+        updates += 1
+        assert updates < 10_000
+    assert all(r.body == body for r in peer.requests.values())
+    # Every body offered about once: on opening, or once per update that reached it.
+    assert len(offers) <= 1000 + updates
+
+
+def test_body_waiting_on_its_stream_window_does_not_hold_up_the_others(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Stream windows of 100 bytes: the first body (300 bytes) waits for its stream's update,
+    # the later ones (50 bytes) still go out as the connection window allows.
+    conn, peer, _ = start(
+        server_settings=settings(MAX_CONCURRENT_STREAMS=10, INITIAL_WINDOW_SIZE=100)
+    )
+    (big,) = send(conn, peer, body=b"b" * 300, context="big")
+    smalls = send(conn, peer, 3, body=b"s" * 50)
+    assert all(peer.requests[h.stream_id].ended for h in smalls)
+    offers = _count_body_offers(conn, monkeypatch)
+    conn.receive_data(window_update(0, 10_000))  # connection credit: nothing waits on it
+    assert offers == []
+    conn.receive_data(window_update(big.stream_id, 500))
+    peer.parse(conn.data_to_send())
+    assert offers == [big.stream_id]
+    assert peer.requests[big.stream_id].body == b"b" * 300

@@ -131,6 +131,12 @@ _LOCAL_STREAM_WINDOW = 1 << 20
 _LOCAL_CONNECTION_WINDOW = 1 << 24
 
 
+# Where a request body that could not go out at once waits (RequestHandle._body_wait).
+_NOT_WAITING = 0
+_WAIT_CONNECTION = 1
+_WAIT_STREAM = 2
+
+
 def _frame(frame_type: int, flags: int, stream_id: int, payload: bytes) -> bytes:
     length = len(payload)
     return _pack_header(length >> 8, length & 0xFF, frame_type, flags, stream_id) + payload
@@ -145,6 +151,7 @@ class RequestHandle:
     __slots__ = (
         "_authorization",
         "_body",
+        "_body_wait",
         "_headers",
         "_method",
         "_offset",
@@ -180,6 +187,9 @@ class RequestHandle:
         self.done = False
         self._offset = 0
         self._window = 0
+        #: Where the unsent rest of the body waits: _NOT_WAITING, _WAIT_CONNECTION (in the
+        #: connection's FIFO of bodies) or _WAIT_STREAM (for this stream's WINDOW_UPDATE).
+        self._body_wait = _NOT_WAITING
         self._received = 0
         self._response_headers: list[tuple[str, str]] = []
         self._response_body: list[bytes] = []
@@ -213,7 +223,10 @@ class ApnsConnection:
         self._decoder = HeaderDecoder()
         self._streams: dict[int, RequestHandle] = {}
         self._queue: deque[RequestHandle] = deque()
-        self._blocked: list[RequestHandle] = []
+        # Bodies waiting for the connection flow-control window, oldest first. Each window
+        # update offers them in order and stops at the first that does not fit, so a body is
+        # offered once per update however many wait behind it (section 6.9).
+        self._blocked: deque[RequestHandle] = deque()
         self._next_stream_id = 1
         self._settings_received = False
         # One stream until the server's SETTINGS tell us its limit (the safe reading of 5.1.2).
@@ -403,8 +416,14 @@ class ApnsConnection:
             handle._window = self._peer_initial_window
             streams[stream_id] = handle
             self._write_headers(handle)
-            if handle._body and not self._write_body(handle):
-                self._blocked.append(handle)
+            if handle._body:
+                if self._blocked or self._send_window <= 0:
+                    # Bodies already wait for the connection window: this one queues behind
+                    # them without being offered (it could not go first anyway).
+                    handle._body_wait = _WAIT_CONNECTION
+                    self._blocked.append(handle)
+                elif not self._write_body(handle):
+                    self._park_body(handle)
 
     def _write_headers(self, handle: RequestHandle) -> None:
         # Pseudo-headers first (section 8.3), then authorization and the APNs headers.
@@ -453,16 +472,34 @@ class ApnsConnection:
         handle._offset = offset
         return offset == total
 
+    def _park_body(self, handle: RequestHandle) -> None:
+        """``handle``'s body is partly out: queue the rest behind the window it waits for."""
+        if handle._window <= 0 and self._send_window > 0:
+            handle._body_wait = _WAIT_STREAM  # only its own stream's WINDOW_UPDATE helps
+        else:
+            handle._body_wait = _WAIT_CONNECTION
+            self._blocked.append(handle)
+
     def _flush_blocked(self) -> None:
-        if not self._blocked:
-            return
-        still: list[RequestHandle] = []
-        for handle in self._blocked:
-            if handle.done or handle.stream_id not in self._streams:
+        """Send waiting bodies, oldest first, while the connection window lasts."""
+        blocked = self._blocked
+        streams = self._streams
+        while blocked and self._send_window > 0:
+            handle = blocked.popleft()
+            handle._body_wait = _NOT_WAITING
+            if handle.done or handle.stream_id not in streams:
                 continue
-            if not self._write_body(handle):
-                still.append(handle)
-        self._blocked = still
+            if self._write_body(handle):
+                continue
+            if handle._window <= 0 and self._send_window > 0:
+                # Its stream's window is the limit: it waits for that stream's update and
+                # the bodies behind it go on.
+                handle._body_wait = _WAIT_STREAM
+                continue
+            # The connection window ran out in the middle of it: it stays first in line.
+            handle._body_wait = _WAIT_CONNECTION
+            blocked.appendleft(handle)
+            break
 
     # ----------------------------------------------------------------- receiving
 
@@ -742,6 +779,12 @@ class ApnsConnection:
                     f"stream {stream_id} flow-control window exceeds 2**31-1 (section 6.9.1)",
                     ErrorCode.FLOW_CONTROL_ERROR,
                 )
+            if handle._body_wait == _WAIT_STREAM:
+                # Only this stream can move: no pass over the other waiting bodies.
+                handle._body_wait = _NOT_WAITING
+                if not self._write_body(handle):
+                    self._park_body(handle)
+            return
         self._flush_blocked()
 
     def _handle_settings(
@@ -798,6 +841,10 @@ class ApnsConnection:
                         "a stream's window exceeds 2**31-1 after SETTINGS (section 6.9.2)",
                         ErrorCode.FLOW_CONTROL_ERROR,
                     )
+                if handle._body_wait == _WAIT_STREAM and handle._window > 0:
+                    # Its stream window opened: back in line for the connection window.
+                    handle._body_wait = _WAIT_CONNECTION
+                    self._blocked.append(handle)
         elif identifier == SETTINGS_MAX_FRAME_SIZE:
             if not _DEFAULT_MAX_FRAME <= value <= _MAX_FRAME_LIMIT:
                 raise RemoteProtocolError(
@@ -923,7 +970,7 @@ class ApnsConnection:
             handle.done = True
             abandoned.append(handle.context)
         self._streams.clear()
-        self._blocked = []
+        self._blocked.clear()
         return ConnectionTerminated(
             error_code=error_code,
             last_stream_id=self._goaway_last_stream_id,
