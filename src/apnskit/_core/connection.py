@@ -298,6 +298,15 @@ class ApnsConnection:
         return self._peer_max_frame
 
     @property
+    def window_blocked(self) -> bool:
+        """True while request bodies wait for the server's connection flow-control window.
+
+        Such a connection carries at most one window of bodies per round trip, whatever its
+        stream limit (section 6.9): more requests on it would only wait longer.
+        """
+        return bool(self._blocked)
+
+    @property
     def send_window(self) -> int:
         """Bytes of DATA the connection-level flow-control window allows us to send now."""
         return self._send_window

@@ -326,6 +326,8 @@ class Dispatcher:
         self._connect_failures = 0
         self._reconnect_at = 0.0
         self._last_connect_error: BaseException | None = None
+        # Set by schedule(): fewer live connections than Limits.max_connections.
+        self._pool_can_grow = True
         self.closed = False
 
     # ------------------------------------------------------------------ accounting
@@ -384,7 +386,15 @@ class Dispatcher:
             return []  # one connect at a time; it may bring all the capacity we need
         if len(live) >= self._limits.max_connections:
             return []
-        if any(c.core.capacity > 0 or c.state == PooledConnection.CHECKING for c in live):
+        # A connection is full at the server's MAX_CONCURRENT_STREAMS or while its bodies wait
+        # for the server's connection window: far from the server (20 to 150 ms to APNs) one
+        # connection carries at most one window (64 KiB by default, RFC 9113 section 6.9.2)
+        # of bodies per round trip, so only more connections raise the rate.
+        if any(
+            (c.core.capacity > 0 and not c.core.window_blocked)
+            or c.state == PooledConnection.CHECKING
+            for c in live
+        ):
             return []
         # A connection that has not yet seen SETTINGS may soon allow many more streams.
         if any(not c.core.settings_received for c in live):
@@ -495,6 +505,10 @@ class Dispatcher:
             self._waiting.extendleft(reversed(due))
         if not self._waiting:
             return
+        # While the pool may still grow, a connection waiting on its flow-control window takes
+        # no more work: what waits here makes connections_to_open() add a connection for it.
+        live = sum(1 for c in self.connections if c.state != PooledConnection.CLOSED)
+        self._pool_can_grow = live < self._limits.max_connections
         for conn in self.connections:
             if conn.state != PooledConnection.READY:
                 continue
@@ -517,6 +531,8 @@ class Dispatcher:
         waiting = self._waiting
         room = min(core.capacity, self._limits.max_in_flight - self._assigned)
         if room <= 0:
+            return
+        if self._pool_can_grow and core.window_blocked:
             return
         credentials = self._credentials
         hook = self._hook
@@ -544,6 +560,8 @@ class Dispatcher:
             ticket.attempts += 1
             self._assigned += 1
             room -= 1
+            if self._pool_can_grow and core.window_blocked:
+                room = 0  # the rest waits for another connection (see schedule)
             if hook is not None:
                 self._emit(
                     NotificationSent(notification=item, attempt=ticket.sends, connection_id=conn.id)
