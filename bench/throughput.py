@@ -326,7 +326,10 @@ def run_tasks(server: Server, count: int, tasks: int) -> tuple[float, float, int
             async def caller() -> None:
                 nonlocal accepted
                 for item in notifications(share):
-                    accepted += (await client.send(item)).accepted
+                    # Await first: "accepted += await ..." would read the total before the
+                    # await and write back a stale sum after it.
+                    result = await client.send(item)
+                    accepted += result.accepted
 
             wall0, cpu0 = time.perf_counter(), time.process_time()
             async with anyio.create_task_group() as group:
