@@ -1,0 +1,82 @@
+"""Workloads for instruction counts under valgrind (deterministic on a loaded machine).
+
+Run each twice, with N and with 0, and divide the difference by N::
+
+    valgrind --tool=callgrind --callgrind-out-file=/dev/null python bench/instructions.py core 3000
+    valgrind --tool=callgrind --callgrind-out-file=/dev/null python bench/instructions.py core 0
+
+Workloads: ``core`` (``bench/core.py``'s in-memory encode + decode), ``notification``
+(``Notification`` construction), ``huffman`` (decoding a Huffman-coded 32-hex-digit apns-id),
+``sync`` and ``asyncio`` (the client end to end against nginx, one connection). Put another
+checkout's ``src`` first on ``PYTHONPATH`` to count the code before a change.
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def main() -> None:
+    what, count = sys.argv[1], int(sys.argv[2])
+    if what == "core":
+        import core
+
+        core.run(50, 50)  # warm: tables built, imports done
+        if count:
+            core.run(count, 1000)
+    elif what == "notification":
+        import apnskit
+
+        payload = {"aps": {"alert": {"title": "Hello", "body": "A new message is waiting"}}}
+        for _ in range(count + 1):
+            apnskit.Notification("a1" * 32, payload, topic="com.example.bench")
+    elif what == "huffman":
+        from hpack.huffman import HuffmanEncoder
+        from hpack.huffman_constants import REQUEST_CODES, REQUEST_CODES_LENGTH
+
+        from apnskit._core import _hpack
+
+        encoder = HuffmanEncoder(REQUEST_CODES, REQUEST_CODES_LENGTH)
+        rnd = random.Random(5)
+        ids = [
+            encoder.encode(uuid.UUID(int=rnd.getrandbits(128)).hex.encode()) for _ in range(2000)
+        ]
+        _hpack._decode_huffman(ids[0])
+        for i in range(count):
+            _hpack._decode_huffman(ids[i % 2000])
+    elif what in ("sync", "asyncio"):
+        import anyio
+        import throughput
+
+        import apnskit
+
+        server = throughput.NginxServer()
+        kwargs = throughput.client_kwargs(server)
+        try:
+            if what == "sync":
+                with apnskit.PushClient(server.credentials, **kwargs) as client:  # type: ignore[arg-type]
+                    client.send(next(throughput.notifications(1)))
+                    for _ in client.send_many(throughput.notifications(count)):
+                        pass
+            else:
+
+                async def run() -> None:
+                    async with apnskit.AsyncPushClient(server.credentials, **kwargs) as client:  # type: ignore[arg-type]
+                        await client.send(next(throughput.notifications(1)))
+                        async for _ in client.send_many(throughput.notifications(count)):
+                            pass
+
+                anyio.run(run)
+        finally:
+            server.stop()
+    else:
+        sys.exit("workloads: core, notification, huffman, sync, asyncio")
+
+
+if __name__ == "__main__":
+    main()
