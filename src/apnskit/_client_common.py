@@ -22,16 +22,24 @@ from apnskit._config import (
     RetryPolicy,
     Timeout,
 )
-from apnskit._core.dispatch import ClientEvent, Dispatcher, Ticket
-from apnskit._errors import ConfigurationError, CredentialsError, InvalidNotificationError
+from apnskit._core.dispatch import ClientEvent, Dispatcher, PooledConnection, Ticket
+from apnskit._errors import (
+    ApnsError,
+    ConfigurationError,
+    ConnectionLostError,
+    CredentialsError,
+    InvalidNotificationError,
+)
 
 __all__ = [
+    "CERTIFICATE_REFUSED",
     "ClientBase",
     "ClientSetup",
     "Credentials",
     "EventHook",
     "build_ssl_context",
     "check_broadcast",
+    "closed_by_server",
     "settle",
 ]
 
@@ -68,6 +76,32 @@ class ClientSetup:
     timeout: Timeout
     limits: Limits
     retry: RetryPolicy
+
+
+#: What it means when a server closes a connection before its first SETTINGS frame while we
+#: present a client certificate. With TLS 1.3 the client's handshake is over before the server
+#: has checked the certificate, so the refusal arrives as a close (or an alert) on the first
+#: read. ``apnskit check --connect`` says the same.
+CERTIFICATE_REFUSED = (
+    "the server closed the connection right after the TLS handshake: it refused the client "
+    "certificate (issued by a CA it does not trust, expired or revoked, or for the other "
+    "environment; 'apnskit check --cert FILE --connect' shows which)"
+)
+
+
+def closed_by_server(
+    conn: PooledConnection, setup: ClientSetup, error: ApnsError | None = None
+) -> ApnsError:
+    """The error for a connection the server closed (``error``: the read failure, if any).
+
+    Args:
+        conn: The connection that was closed.
+        setup: The client's setup (token or certificate auth).
+        error: What the read raised, or None at a clean end of stream.
+    """
+    if not setup.token_auth and not conn.core.settings_received:
+        return ConnectionLostError(CERTIFICATE_REFUSED)
+    return error if error is not None else ConnectionLostError("APNs closed the TCP connection")
 
 
 def build_ssl_context(

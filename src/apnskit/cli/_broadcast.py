@@ -22,6 +22,7 @@ from apnskit._models import Alert, LiveActivityEvent, Payload
 from apnskit._results import PushResult
 from apnskit._sync_client import PushClient
 from apnskit.cli._options import (
+    CHANNELS_EXIT_CODES,
     EXIT_CODES_EPILOG,
     EXIT_OK,
     EXIT_REJECTED,
@@ -29,8 +30,11 @@ from apnskit.cli._options import (
     UsageError,
     add_connection_options,
     add_credential_options,
+    add_sending_options,
     environment_of,
+    in_cli_terms,
     load_credentials,
+    port_number,
 )
 from apnskit.cli._send import describe_error, outcome_of, read_payload
 
@@ -88,7 +92,7 @@ def _add_shared(parser: argparse.ArgumentParser, *, management: bool) -> None:
         group.add_argument(
             "--management-port",
             metavar="PORT",
-            type=int,
+            type=port_number,
             help="its port (default 2195 sandbox, 2196 production, or --port with --host)",
         )
     parser.add_argument(
@@ -100,23 +104,7 @@ def _add_shared(parser: argparse.ArgumentParser, *, management: bool) -> None:
         "--request-id", metavar="UUID", help="apns-request-id (APNs makes one if omitted)"
     )
     parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
-    parser.add_argument(
-        "--attempts",
-        type=int,
-        default=3,
-        metavar="N",
-        help="sends per request, retries included (default 3; create is never resent blindly)",
-    )
-    parser.add_argument(
-        "--connect-timeout", type=float, default=10.0, metavar="SECONDS", help="default 10"
-    )
-    parser.add_argument(
-        "--deadline",
-        type=float,
-        default=30.0,
-        metavar="SECONDS",
-        help="per request, retries included (default 30)",
-    )
+    add_sending_options(parser, what="request", note="; create is never resent blindly")
 
 
 def add_channels_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -132,7 +120,7 @@ def add_channels_parser(subparsers: Any) -> argparse.ArgumentParser:
         "channels",
         help="manage broadcast channels (iOS 18): create, list, get, delete",
         description="Create, list, read and delete an app's Live Activity broadcast channels.",
-        epilog=CHANNELS_EXAMPLES + EXIT_CODES_EPILOG,
+        epilog=CHANNELS_EXAMPLES + CHANNELS_EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -147,7 +135,7 @@ def add_channels_parser(subparsers: Any) -> argparse.ArgumentParser:
             action,
             help=text,
             description=text[0].upper() + text[1:] + ".",
-            epilog=CHANNELS_EXAMPLES + EXIT_CODES_EPILOG,
+            epilog=CHANNELS_EXAMPLES + CHANNELS_EXIT_CODES,
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         _add_shared(sub, management=True)
@@ -241,7 +229,7 @@ def _client(
             retry=retry,
         )
     except ConfigurationError as error:
-        raise UsageError(str(error)) from None
+        raise UsageError(in_cli_terms(str(error))) from None
     except CredentialsError as error:
         if "environment: must be given" in str(error):
             raise UsageError(
