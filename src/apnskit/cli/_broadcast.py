@@ -74,7 +74,8 @@ examples:
   apnskit broadcast ... --event end --content-state '{"score": "3 - 1"}' --dismissal-date 0
   apnskit broadcast ... --payload update.json          (or --payload - to read stdin)
 
-A channel created with --policy no-storage only takes broadcasts with --expiration 0.
+apns-expiration is required on every broadcast: without --expiration, 0 is sent (deliver
+once, store nothing), the only value a --policy no-storage channel takes.
 
 """
 
@@ -148,8 +149,8 @@ def add_channels_parser(subparsers: Any) -> argparse.ArgumentParser:
                 "--policy",
                 choices=list(POLICIES),
                 default="no-storage",
-                help="message storage policy: no-storage (0, the default: broadcasts need "
-                "--expiration 0) or most-recent (1: APNs keeps the latest for offline devices)",
+                help="message storage policy: no-storage (0, the default: broadcasts must have "
+                "expiration 0) or most-recent (1: APNs keeps the latest for offline devices)",
             )
         sub.set_defaults(handler=run_channels)
     return parser
@@ -182,7 +183,8 @@ def add_broadcast_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--expiration",
         type=int,
         metavar="EPOCH",
-        help="apns-expiration, UNIX seconds (0 is required on a no-storage channel)",
+        help="apns-expiration, UNIX seconds (default 0: deliver once, store nothing; a "
+        "no-storage channel takes only 0)",
     )
     payload = parser.add_argument_group(
         "payload (either --payload, or built from --event/--content-state and friends)"
