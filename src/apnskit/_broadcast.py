@@ -655,3 +655,7 @@ def check_deleted(request: ChannelRequest, result: PushResult) -> Channel:
         push_type=None,
         request_id=result.request_id,
     )
+
+
+# Like the errors in apnskit._errors: tracebacks name it as users import it.
+ChannelError.__module__ = "apnskit"
