@@ -120,8 +120,11 @@ def build_ssl_context(
             try:
                 context.load_verify_locations(cafile=ca_file)
             except (OSError, ssl.SSLError) as error:
+                # ssl.SSLError is an OSError: its reason ("NO_CERTIFICATE_OR_CRL_FOUND") or
+                # the system's words ("no such file or directory"), not "[Errno 2] ...".
+                why = getattr(error, "reason", None) or (error.strerror or str(error)).lower()
                 raise ConfigurationError(
-                    f"ca_file: cannot load {ca_file!r} as PEM certificates: {error}"
+                    f"ca_file: cannot load {ca_file!r} as PEM certificates: {why}"
                 ) from error
         if credentials is not None:
             credentials.configure_ssl_context(context)

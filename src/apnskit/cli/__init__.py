@@ -107,8 +107,9 @@ def main(
     try:
         code: int = args.handler(args, out=out, err=err, stdin=inp)
     except UsageError as error:
-        print(f"apnskit {command}: {error}", file=err)
-        print(f"(see 'apnskit {command} --help')", file=err)
+        # One line, like argparse's own errors (CommandParser): the option, the rule, where
+        # to look.
+        print(f"apnskit {command}: {error} (see 'apnskit {command} --help')", file=err)
         return EXIT_USAGE
     except (CredentialsError, ConfigurationError, InvalidNotificationError) as error:
         # All three say what is wrong with the input, and none carries a secret.

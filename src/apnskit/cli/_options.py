@@ -169,7 +169,7 @@ def _port(text: str, *, lowest: int) -> int:
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
     if not lowest <= value <= 65535:
-        free = " (0: any free port)" if lowest == 0 else ""
+        free = "; 0: any free port" if lowest == 0 else ""
         raise argparse.ArgumentTypeError(
             f"{value} is not a TCP port number ({lowest}..65535{free})"
         )
