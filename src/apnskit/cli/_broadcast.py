@@ -32,8 +32,8 @@ from apnskit.cli._options import (
     add_credential_options,
     add_sending_options,
     environment_of,
-    in_cli_terms,
     load_credentials,
+    option_error,
     port_number,
 )
 from apnskit.cli._send import describe_error, outcome_of, read_payload
@@ -229,9 +229,10 @@ def _client(
             ca_file=args.ca_file,
             timeout=timeout,
             retry=retry,
+            proxy=args.proxy,
         )
     except ConfigurationError as error:
-        raise UsageError(in_cli_terms(str(error))) from None
+        raise option_error(error) from None
     except CredentialsError as error:
         if "environment: must be given" in str(error):
             raise UsageError(

@@ -36,6 +36,7 @@ __all__ = [
     "add_sending_options",
     "environment_of",
     "in_cli_terms",
+    "option_error",
     "load_credentials",
     "port_number",
     "positive_seconds",
@@ -82,6 +83,7 @@ _CLI_NAMES = {
     "team_id": "--team-id",
     "key_file": "--cert-key",
     "ca_file": "--ca-file",
+    "proxy": "--proxy",
     "port": "--port",
     "environment": "--sandbox or --production",
     "Timeout.connect": "--connect-timeout",
@@ -312,7 +314,7 @@ def add_connection_options(parser: argparse.ArgumentParser) -> None:
         help="the production environment (api.push.apple.com)",
     )
     group.add_argument(
-        "--host", metavar="HOST", help="connect here instead (the mock server, a proxy)"
+        "--host", metavar="HOST", help="connect here instead (the mock server; proxies: --proxy)"
     )
     group.add_argument(
         "--port",
@@ -323,6 +325,25 @@ def add_connection_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--ca-file", metavar="FILE", help="extra trusted CA certificates (PEM), e.g. the mock's"
     )
+    group.add_argument(
+        "--proxy",
+        metavar="URL",
+        help=(
+            "connect through this proxy: http://[user:password@]host:port (HTTP CONNECT) or "
+            "socks5://[user:password@]host:port (default: $HTTPS_PROXY or $ALL_PROXY unless "
+            "$NO_PROXY lists the host; NO_PROXY='*' ignores them)"
+        ),
+    )
+
+
+def option_error(error: Exception) -> UsageError:
+    """A client's ConfigurationError as a UsageError naming the command-line option.
+
+    Args:
+        error: The error raised while building the client.
+    """
+    # The client names its arguments (proxy=, ca_file=); here they are options (--proxy...).
+    return UsageError(in_cli_terms(str(error)))
 
 
 def environment_of(args: argparse.Namespace) -> str | None:

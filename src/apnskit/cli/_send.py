@@ -39,6 +39,7 @@ from apnskit.cli._options import (
     environment_of,
     in_cli_terms,
     load_credentials,
+    option_error,
 )
 
 __all__ = ["add_send_parser", "run_send"]
@@ -412,9 +413,10 @@ def _make_client(
             ca_file=args.ca_file,
             timeout=timeout,
             retry=retry,
+            proxy=args.proxy,
         )
     except ConfigurationError as error:
-        raise UsageError(in_cli_terms(str(error))) from None
+        raise option_error(error) from None
     except CredentialsError as error:
         if "environment: must be given" in str(error):
             raise UsageError(
