@@ -544,10 +544,10 @@ class ApnsTasks:
             notifications: :class:`~apnskit.Notification` objects, or their
                 :meth:`~apnskit.Notification.to_dict` form (validated here).
             chunk_size: Notifications per task (default: the ``chunk_size`` given at setup).
-            on_invalid_tokens: A Celery signature called (``.delay(records)``) by each chunk
-                with the list of its :class:`OutcomeRecord` whose token is invalid (410, or
-                ``BadDeviceToken``), so the app can forget them. Called at least once per
-                chunk that has some; make it idempotent.
+            on_invalid_tokens: A Celery signature that each chunk with invalid tokens (410,
+                or ``BadDeviceToken``) enqueues with the list of their :class:`OutcomeRecord`
+                as first argument (``forget.s(x)`` runs as ``forget(records, x)``), so the
+                app can forget them. At least once per such chunk: make it idempotent.
             campaign_id: An id of your own (default: a random one).
             queue: The queue to send the chunk tasks to.
 
