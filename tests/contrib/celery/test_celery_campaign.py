@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from types import ModuleType
 
 import anyio
-import pytest
 import redis
 from celery_support import Worker, wait_for
 
