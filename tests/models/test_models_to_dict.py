@@ -266,3 +266,30 @@ def test_push_result_from_bad_dict_names_the_field(data: Any, field: str) -> Non
         PushResult.from_dict(data)
     assert info.value.field == field
     assert str(info.value).startswith(f"{field}: ")
+
+
+# -- with_device_token: one payload, many devices (how a campaign chunk is rebuilt) -----------
+
+
+def test_with_device_token_replaces_only_the_token() -> None:
+    n = Notification(TOKEN, {"aps": {"alert": "x"}}, topic=TOPIC, priority=5, collapse_id="c")
+    other = "AB" * 32
+    m = n.with_device_token(other)
+    assert m.device_token == other.lower()
+    assert m.path == "/3/device/" + other.lower()
+    assert m.body is n.body
+    assert m.headers == n.headers
+    assert m == Notification(
+        other, {"aps": {"alert": "x"}}, topic=TOPIC, priority=5, collapse_id="c"
+    )
+    assert n.device_token == TOKEN  # the original is unchanged
+
+
+@pytest.mark.parametrize(
+    ("bad", "match"), [("xyz", "hex digits"), ("abc", "even number"), ("", "empty"), (5, "int")]
+)
+def test_with_device_token_rejects_a_bad_token(bad: Any, match: str) -> None:
+    n = Notification(TOKEN, {"aps": {"alert": "x"}}, topic=TOPIC)
+    with pytest.raises(InvalidNotificationError, match=match) as info:
+        n.with_device_token(bad)
+    assert info.value.field == "device_token"

@@ -187,3 +187,31 @@ def test_retries_run_out_failures_are_reported_with_the_notification(
         again = apnskit.Notification.from_dict(record["notification"])
         assert again.apns_id == record["apns_id"]
     assert len(mock.received) == 20
+
+
+def test_chunk_with_invalid_items_reports_each_once(
+    celery_app: ModuleType, workers: list[Worker], mock: MockApnsServer
+) -> None:
+    # Chunks written by another producer (or tampered with): every item still ends in
+    # exactly one outcome; a bad one is "invalid", named with its field, and not sent.
+    apns = celery_app.apns
+    good = [{"device_token": token(4_000_000 + i), "apns_id": str(uuid.uuid4())} for i in range(3)]
+    shared = {"payload": {"aps": {"alert": "s"}}, "topic": TOPIC}
+    items = [*good, {"device_token": "zz", "apns_id": str(uuid.uuid4())}, "not a dict"]
+    report = apns.send_chunk.apply_async(args=("foreign", 0, items), kwargs={"shared": shared}).get(
+        timeout=60
+    )
+    assert (report["size"], report["accepted"], report["invalid"]) == (5, 3, 2)
+    errors = [f["error"] for f in report["failures"]]
+    assert errors[0].startswith("InvalidNotificationError: device_token: ")
+    assert errors[1] == "InvalidNotificationError: notification: str is not a dict"
+    assert {r.apns_id for r in mock.received} == {g["apns_id"] for g in good}
+    # Without shared fields: each item is a whole notification dict.
+    whole = [
+        {**shared, "device_token": token(4_000_010)},
+        {**shared, "device_token": token(4_000_011), "priority": 7},
+    ]
+    report = apns.send_chunk.apply_async(args=("foreign", 1, whole)).get(timeout=60)
+    assert (report["accepted"], report["invalid"]) == (1, 1)
+    assert report["failures"][0]["error"].startswith("InvalidNotificationError: priority: ")
+    assert report["failures"][0]["notification"]["priority"] == 7

@@ -41,7 +41,9 @@ def test_credentials_callable_errors_become_credentials_errors() -> None:
         raise OSError(2, "No such file or directory", "/secrets/AuthKey_X.p8")
 
     tasks = ApnsTasks(_app(), credentials=broken, name="t1")
-    with pytest.raises(apnskit.CredentialsError, match=r"broken\(\) failed .*FileNotFoundError.*AuthKey_X"):
+    with pytest.raises(
+        apnskit.CredentialsError, match=r"broken\(\) failed .*FileNotFoundError.*AuthKey_X"
+    ):
         tasks.client()
     wrong = ApnsTasks(_app(), credentials=lambda: "not credentials", name="t2")
     with pytest.raises(apnskit.CredentialsError, match="returned a str, not TokenCredentials"):
