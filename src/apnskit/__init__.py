@@ -25,6 +25,7 @@ from apnskit._core.dispatch import (
     ConnectionFailed,
     ConnectionOpened,
     NotificationSent,
+    NotificationSubmitted,
     ResultReady,
     RetryScheduled,
 )
@@ -96,6 +97,7 @@ __all__ = [
     "MessageStoragePolicy",
     "Notification",
     "NotificationSent",
+    "NotificationSubmitted",
     "Payload",
     "Priority",
     "ProtocolError",

@@ -1,4 +1,1 @@
-"""Optional integrations, each behind its own extra and imported only when used.
-
-- :mod:`apnskit.contrib.celery`: send from Celery workers (``pip install 'apnskit[celery]'``).
-"""
+"""Optional integrations (OpenTelemetry, Django, Celery, ...), each behind its own extra."""
