@@ -52,7 +52,22 @@ def notifications(count: int) -> Iterator[apnskit.Notification]:
         yield apnskit.Notification(f"{i:064x}", PAYLOAD, topic=TOPIC)
 
 
-def single_process(server: NginxServer, key_file: Path, count: int) -> float:
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of these processes so far (from /proc)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / _TICK
+
+
+def single_process(server: NginxServer, key_file: Path, count: int) -> tuple[float, float]:
     credentials = apnskit.TokenCredentials.from_file(key_file, team_id="BENCHTEAM1")
     with apnskit.PushClient(
         credentials,
@@ -63,24 +78,28 @@ def single_process(server: NginxServer, key_file: Path, count: int) -> float:
         limits=apnskit.Limits(max_connections=1),
     ) as client:
         client.send(next(notifications(1)))  # connect, and lift the one-stream hold
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         accepted = sum(r.accepted for r in client.send_many(notifications(count)))
-        elapsed = time.perf_counter() - start
+        elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
     if accepted != count:
         print(f"  warning: single process: {count - accepted} not accepted")
-    return count / elapsed
+    return count / elapsed, cpu / count * 1e6
 
 
-def celery_campaign(app_module: object, count: int, chunk_size: int) -> tuple[float, float]:
+def celery_campaign(
+    app_module: object, count: int, chunk_size: int, pids: list[int]
+) -> tuple[float, float, float]:
+    """Rate, enqueue seconds, and CPU us per notification of producer + workers + Redis."""
     apns = app_module.apns  # type: ignore[attr-defined]
-    start = time.perf_counter()
+    start, cpu, others = time.perf_counter(), time.process_time(), cpu_seconds(pids)
     campaign = apns.campaign(notifications(count), chunk_size=chunk_size)
     enqueued = time.perf_counter() - start
     summary = campaign.wait(timeout=3600, interval=0.2)
     elapsed = time.perf_counter() - start
+    spent = time.process_time() - cpu + cpu_seconds(pids) - others
     if summary.accepted != count:
         print(f"  warning: celery: {count - summary.accepted} not accepted ({summary})")
-    return count / elapsed, enqueued
+    return count / elapsed, enqueued, spent / count * 1e6
 
 
 def main() -> None:
@@ -131,23 +150,37 @@ def main() -> None:
         # Warm up every pool process (its client connects on its first chunk), as the
         # single-process client is warmed up by one send.
         app_module.apns.campaign(notifications(processes * 50), chunk_size=50).wait(timeout=120)
-        singles, queued, enqueues = [], [], []
+        # Every worker process (nodes and their pool processes) and redis-server: the CPU
+        # the queue path costs, beside the single process's own.
+        pids = [redis_server.proc.pid]
+        for node in nodes:
+            pids += [node.proc.pid, *node.pool_pids()]
+        singles, single_cpus, queued, enqueues, queue_cpus = [], [], [], [], []
         for _ in range(args.runs):
-            singles.append(single_process(server, key_file, args.count))
-            rate, enqueued = celery_campaign(app_module, args.count, args.chunk_size)
+            rate, cpu = single_process(server, key_file, args.count)
+            singles.append(rate)
+            single_cpus.append(cpu)
+            rate, enqueued, cpu = celery_campaign(app_module, args.count, args.chunk_size, pids)
             queued.append(rate)
             enqueues.append(enqueued)
+            queue_cpus.append(cpu)
         single, queue = statistics.median(singles), statistics.median(queued)
         print(
-            f"  single process send_many   median {single:8,.0f} notifications/s   "
+            f"  single process send_many   median {single:8,.0f} notifications/s, "
+            f"{statistics.median(single_cpus):5.0f} us CPU/notification   "
             f"(runs: {', '.join(f'{r:,.0f}' for r in singles)})"
         )
         print(
-            f"  celery, {processes} processes       median {queue:8,.0f} notifications/s   "
+            f"  celery, {processes} processes       median {queue:8,.0f} notifications/s, "
+            f"{statistics.median(queue_cpus):5.0f} us CPU/notification   "
             f"(runs: {', '.join(f'{r:,.0f}' for r in queued)}; enqueue took "
             f"{statistics.median(enqueues):.1f} s)"
         )
-        print(f"  celery / single process: {queue / single:.2f}")
+        print(
+            f"  celery / single process: {queue / single:.2f} of the rate, "
+            f"{statistics.median(queue_cpus) / statistics.median(single_cpus):.2f}x the CPU "
+            "(producer + workers + redis-server, nginx excluded in both)"
+        )
     finally:
         for node in nodes:
             node.stop()
