@@ -11,38 +11,20 @@ token, and echoes the apns-id, which is checked for every one of the 5,000 notif
 
 from __future__ import annotations
 
-import datetime as dt
-import ipaddress
-import json
-import os
-import shutil
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import anyio
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from interop_support import CONFIGS, NODE, make_tls_files, running_server
 
 import apnskit
 from apnskit import Reason
 
-HERE = Path(__file__).parent
-NODE = shutil.which("node")
 COUNT = 5000
-TIGHT = {
-    "initialWindowSize": 16,
-    "maxConcurrentStreams": 1,
-    "raiseStreamsTo": 100,
-    "headerTableSize": 0,
-}
-CONFIGS = {"default": {}, "tight": TIGHT}
 
 
 @dataclass
@@ -55,50 +37,7 @@ class Server:
 @pytest.fixture(scope="module")
 def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
     """A self-signed certificate for 127.0.0.1 (its own trust anchor) and its key."""
-    directory = tmp_path_factory.mktemp("interop-tls")
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = dt.datetime.now(dt.timezone.utc)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    certfile, keyfile = directory / "cert.pem", directory / "key.pem"
-    certfile.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    keyfile.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return str(certfile), str(keyfile)
-
-
-def _start(kind: str, options: dict[str, int], tls: tuple[str, str]) -> subprocess.Popen[str]:
-    if kind == "node":
-        if NODE is None:
-            pytest.fail("node is not installed (.ci/system-packages.txt lists nodejs)")
-        command = [NODE, str(HERE / "node_apns_server.js")]
-    else:
-        command = [sys.executable, str(HERE / "hypercorn_apns_server.py")]
-    return subprocess.Popen(
-        [*command, *tls, json.dumps(options)],
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONWARNINGS": "ignore"},
-    )
+    return make_tls_files(tmp_path_factory.mktemp("interop-tls"))
 
 
 @pytest.fixture(
@@ -108,21 +47,10 @@ def _start(kind: str, options: dict[str, int], tls: tuple[str, str]) -> subproce
 )
 def server(request: pytest.FixtureRequest, tls_files: tuple[str, str]) -> Iterator[Server]:
     kind, config = request.param
-    process = _start(kind, CONFIGS[config], tls_files)
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline()  # the server prints its port once listening
-        assert line.startswith("LISTENING "), f"{kind} server did not start: {line!r}"
-        yield Server(int(line.split()[1]), tls_files[0], kind)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if process.stdout is not None:
-            process.stdout.close()
+    if kind == "node" and NODE is None:
+        pytest.fail("node is not installed (.ci/system-packages.txt lists nodejs)")
+    with running_server(kind, CONFIGS[config], tls_files) as port:
+        yield Server(port, tls_files[0], kind)
 
 
 def _token(i: int) -> str:
