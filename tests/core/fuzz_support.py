@@ -149,7 +149,9 @@ def _check_bounds(conn: ApnsConnection) -> None:
     buffered = 0
     for handle in conn._streams.values():
         assert handle._received <= _LOCAL_STREAM_WINDOW
-        assert handle._header_size <= _MAX_HEADER_LIST_SIZE
+        assert sum(len(n) + len(v) + 32 for n, v in handle._response_headers) <= (
+            _MAX_HEADER_LIST_SIZE
+        )
         buffered += sum(len(part) for part in handle._response_body)
     assert buffered <= _LOCAL_CONNECTION_WINDOW
 

@@ -169,7 +169,6 @@ class RequestHandle:
     __slots__ = (
         "_authorization",
         "_body",
-        "_header_size",
         "_headers",
         "_method",
         "_offset",
@@ -208,7 +207,6 @@ class RequestHandle:
         # Flow-controlled bytes received on the stream (padding included), handed back to
         # the connection window when the stream ends.
         self._received = 0
-        self._header_size = 0
         self._response_headers: list[tuple[str, str]] = []
         self._response_body: list[bytes] = []
 
@@ -693,7 +691,7 @@ class ApnsConnection:
         if handle is None:
             return
         if handle.status is None:
-            status, size = _check_response_headers(headers, stream_id)
+            status = _check_response_headers(headers, stream_id, len(block))
             if 100 <= status < 200:
                 if end_stream:
                     raise RemoteProtocolError(
@@ -703,16 +701,18 @@ class ApnsConnection:
                 return  # 1xx: interim, the real response follows (section 8.1).
             handle.status = status
             handle._response_headers = headers
-            handle._header_size = size
         else:
             if not end_stream:
                 raise RemoteProtocolError(
                     "trailers without END_STREAM (section 8.1)", ErrorCode.PROTOCOL_ERROR
                 )
-            handle._header_size += _check_trailers(headers, stream_id)
-            if handle._header_size > _MAX_HEADER_LIST_SIZE:
-                raise _too_many_headers(stream_id)
+            for name, _ in headers:
+                if name not in _valid_names:
+                    # Section 8.1: no pseudo-headers in trailers (and the usual name rules).
+                    _check_name(name, stream_id)
             handle._response_headers.extend(headers)
+            if _header_list_size(handle._response_headers) > _MAX_HEADER_LIST_SIZE:
+                raise _too_many_headers(stream_id)
         if end_stream:
             self._complete(handle, events)
 
@@ -1076,45 +1076,52 @@ def _check_name(name: str, stream_id: int) -> None:
         _valid_names.add(name)
 
 
-def _check_response_headers(headers: list[tuple[str, str]], stream_id: int) -> tuple[int, int]:
-    """Validate a response header list; returns its ``:status`` and its size (section 6.5.2).
+def _check_response_headers(
+    headers: list[tuple[str, str]], stream_id: int, block_length: int
+) -> int:
+    """Validate a response's header list (of a ``block_length``-byte block); returns ``:status``.
 
     Exactly one ``:status`` and no other pseudo-header, before every regular header (sections
-    8.3, 8.3.2); valid lowercase names without connection-specific ones (8.2.1, 8.2.2).
+    8.3, 8.3.2), so it comes first; valid lowercase names, none connection-specific (8.2.1,
+    8.2.2); at most our SETTINGS_MAX_HEADER_LIST_SIZE (section 6.5.2).
     """
-    status: str | None = None
-    regular = False
-    size = 32 * len(headers)
+    # This runs for every response: the common case is two headers and a few dict lookups.
+    if not headers or headers[0][0] != ":status":
+        if any(name == ":status" for name, _ in headers):
+            raise _malformed(stream_id, ":status after a regular header (section 8.3)")
+        raise _malformed(stream_id, "no :status pseudo-header (section 8.3.2)")
+    status = _STATUS_CODES.get(headers[0][1])
+    if status is None:
+        # RFC 9110 section 15: exactly three ASCII digits, 100 to 599 (str.isdigit() alone
+        # also accepts "²²²", which int() then rejects, and Arabic-Indic digits, which it
+        # reads as 200).
+        raise _malformed(
+            stream_id,
+            f":status {headers[0][1][:10]!r} is not three digits 100-599 (RFC 9110 section 15)",
+        )
     valid = _valid_names
-    for name, value in headers:
-        size += len(name) + len(value)
-        if name == ":status" and not regular and status is None:
-            status = value
-            continue
+    for name, _ in headers[1:]:
         if name not in valid:
             _check_name(name, stream_id)
-        regular = True
-    if size > _MAX_HEADER_LIST_SIZE:
+    # Decoded strings are at most 8/5 of their Huffman-coded length (the shortest code is 5
+    # bits) and a table entry at most 4,096 bytes: only a list that could be over the limit
+    # is measured.
+    if (
+        2 * block_length + 4128 * len(headers) > _MAX_HEADER_LIST_SIZE
+        and _header_list_size(headers) > _MAX_HEADER_LIST_SIZE
+    ):
         raise _too_many_headers(stream_id)
-    # RFC 9110 section 15: a status code is exactly three ASCII digits, 100 to 599.
-    # (str.isdigit() alone also accepts "²²²" and Arabic-Indic digits.)
-    if status is None:
-        raise _malformed(stream_id, "no :status pseudo-header (section 8.3.2)")
-    if not (len(status) == 3 and status.isascii() and status.isdigit() and "1" <= status[0] <= "5"):
-        raise _malformed(
-            stream_id, f":status {status[:10]!r} is not three digits 100-599 (RFC 9110 section 15)"
-        )
-    return int(status), size
+    return status
 
 
-def _check_trailers(headers: list[tuple[str, str]], stream_id: int) -> int:
-    """Validate a trailer section (no pseudo-headers, section 8.1); returns its size."""
-    size = 32 * len(headers)
-    for name, value in headers:
-        size += len(name) + len(value)
-        if name not in _valid_names:
-            _check_name(name, stream_id)
-    return size
+def _header_list_size(headers: list[tuple[str, str]]) -> int:
+    # Section 6.5.2 counts octets plus 32 per field; len() of the decoded (surrogate-escaped)
+    # text is close enough for a bound that is far above anything APNs sends.
+    return sum(len(name) + len(value) + 32 for name, value in headers)
+
+
+# Section 15 of RFC 9110: the valid :status values, as the strings that carry them.
+_STATUS_CODES = {str(code): code for code in range(100, 600)}
 
 
 def _parse_error_body(body: bytes) -> tuple[str | None, int | None, str | None]:
