@@ -7,6 +7,7 @@ our GOAWAY and the right code, and every request ends in exactly one outcome.
 
 from __future__ import annotations
 
+import struct
 from typing import Any
 
 import hpack
@@ -492,3 +493,66 @@ def test_unexpected_internal_error_becomes_a_clean_protocol_error(
     assert isinstance(event.error.__cause__, KeyError)
     assert "KeyError" in str(event.error)
     assert conn.receive_data(b"anything at all") == []
+
+
+# ------------------------------------------- CPU: no per-entry or per-stream passes on floods
+
+
+def _data_frames(peer: Peer, conn: ApnsConnection) -> list[tuple[int, int]]:
+    return [(f.stream_id, len(f.data)) for f in peer.parse(conn.data_to_send()) if f.type == DATA]
+
+
+def test_settings_with_many_initial_window_entries_applies_each_in_turn() -> None:
+    conn, peer, _ = start(server_settings=settings(INITIAL_WINDOW_SIZE=0))
+    send(conn, peer, 3, body=b"q" * 500)
+    assert _data_frames(peer, conn) == []
+    # 2,000 entries in one frame (one pass over the streams, not 2,000); the last one counts.
+    pairs = [(4, 7 + i % 3) for i in range(1999)] + [(4, 100)]
+    conn.receive_data(raw_frame(SETTINGS, 0, 0, b"".join(struct.pack(">HL", *p) for p in pairs)))
+    assert _data_frames(peer, conn) == [(1, 100), (3, 100), (5, 100)]
+    assert [h._window for h in conn._streams.values()] == [0, 0, 0]
+
+
+def test_initial_window_entry_over_the_limit_is_an_error_even_if_a_later_one_is_not() -> None:
+    conn, peer, _ = start()
+    send(conn, peer)
+    pairs = [(4, 2**31), (4, 100)]
+    events = conn.receive_data(
+        raw_frame(SETTINGS, 0, 0, b"".join(struct.pack(">HL", *p) for p in pairs))
+    )
+    _terminated(conn, peer, events, ErrorCode.FLOW_CONTROL_ERROR)
+
+
+def test_stream_window_over_the_limit_after_settings_is_flow_control_error() -> None:
+    conn, peer, _ = start()
+    (handle,) = send(conn, peer)
+    conn.receive_data(window_update(1, 2**31 - 1 - handle._window))  # the stream's is at max
+    peer.parse(conn.data_to_send())
+    events = conn.receive_data(settings(INITIAL_WINDOW_SIZE=65_536))
+    _terminated(conn, peer, events, ErrorCode.FLOW_CONTROL_ERROR)
+
+
+def test_tiny_connection_window_updates_feed_blocked_streams_in_order() -> None:
+    conn, peer, _ = start()
+    body = b"p" * 30_000
+    send(conn, peer, 4, body=body)  # 65,535 bytes of connection window: 2 bodies and a bit
+    assert sum(len(r.body) for r in peer.requests.values()) == 65_535
+    assert conn.send_window == 0
+    for _ in range(3):
+        conn.receive_data(window_update(0, 10))
+        assert _data_frames(peer, conn) == [(5, 10)]
+    conn.receive_data(window_update(0, 100_000))
+    rest = _data_frames(peer, conn)
+    assert {sid for sid, _ in rest} == {5, 7}
+    assert all(peer.requests[sid].body == body for sid in (1, 3, 5, 7))
+
+
+def test_stream_window_update_moves_only_that_stream() -> None:
+    conn, peer, _ = start(server_settings=settings(INITIAL_WINDOW_SIZE=10))
+    send(conn, peer, 3, body=b"r" * 50)
+    assert [len(peer.requests[sid].body) for sid in (1, 3, 5)] == [10, 10, 10]
+    conn.receive_data(window_update(3, 40))
+    assert _data_frames(peer, conn) == [(3, 40)]
+    assert peer.requests[3].ended
+    conn.receive_data(window_update(0, 1000) + window_update(1, 5))
+    assert _data_frames(peer, conn) == [(1, 5)]

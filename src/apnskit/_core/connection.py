@@ -19,6 +19,16 @@ request ends in exactly one of ``ResponseReceived``, ``StreamReset``, or a
 ``ConnectionTerminated`` listing it as ``unprocessed`` (safe to resend) or ``abandoned`` (the
 connection died under it), or the caller cancels it.
 
+The server is not trusted (issue 10): ``receive_data`` raises nothing, whatever the bytes. A
+violation of RFC 9113 (framing, flow control, HPACK, a malformed response per section 8.1.1,
+a first frame that is not SETTINGS) ends the connection with our GOAWAY carrying the error
+code, and a ``ConnectionTerminated`` that lists every request still open as abandoned and
+every queued one as unprocessed; responses completed earlier in the same read are kept.
+Memory is bounded whatever the server does: a read holds at most one partial frame, a header
+block at most SETTINGS_MAX_HEADER_LIST_SIZE (which we advertise), a response body at most its
+stream window (never replenished), and all bodies together at most the connection window
+(bytes are given back only when their stream ends).
+
 Departures from a general-purpose HTTP/2 client, because APNs never needs them: no server
 push (we send SETTINGS_ENABLE_PUSH=0, so PUSH_PROMISE is a protocol error), no priorities, and
 any stream-level error is treated as a connection error (allowed by section 5.4.1).
@@ -487,7 +497,13 @@ class ApnsConnection:
         if not self._blocked:
             return
         still: list[RequestHandle] = []
-        for handle in self._blocked:
+        blocked = self._blocked
+        for index, handle in enumerate(blocked):
+            if self._send_window <= 0:
+                # No connection window left: the rest waits as it is, so a flood of tiny
+                # WINDOW_UPDATEs costs one step each, not one per blocked stream (issue 10).
+                still.extend(blocked[index:])
+                break
             if handle.done or handle.stream_id not in self._streams:
                 continue
             if not self._write_body(handle):
@@ -841,6 +857,11 @@ class ApnsConnection:
                     f"stream {stream_id} flow-control window exceeds 2**31-1 (section 6.9.1)",
                     ErrorCode.FLOW_CONTROL_ERROR,
                 )
+            # Only this stream can move: no pass over every blocked one (issue 10). If its
+            # body completes, _flush_blocked drops it from the blocked list later.
+            if handle._offset < len(handle._body):
+                self._write_body(handle)
+            return
         self._flush_blocked()
 
     def _handle_settings(
@@ -862,10 +883,22 @@ class ApnsConnection:
                 ErrorCode.FRAME_SIZE_ERROR,
             )
         changes: dict[int, int] = {}
+        initial_window = self._peer_initial_window
         for offset in range(0, len(payload), 6):
             identifier, value = _SETTING.unpack_from(payload, offset)
             changes[identifier] = value
             self._apply_setting(identifier, value)
+        if initial_window != self._peer_initial_window:
+            # Section 6.9.2: the change applies to every open stream's window. Once per frame,
+            # not per entry: a frame of 2,730 entries must not cost 2,730 passes (issue 10).
+            delta = self._peer_initial_window - initial_window
+            for handle in self._streams.values():
+                handle._window += delta
+                if handle._window > _MAX_WINDOW:
+                    raise RemoteProtocolError(
+                        "a stream's window exceeds 2**31-1 after SETTINGS (section 6.9.2)",
+                        ErrorCode.FLOW_CONTROL_ERROR,
+                    )
         if not self._settings_received:
             self._settings_received = True
             if SETTINGS_MAX_CONCURRENT_STREAMS not in changes:
@@ -887,16 +920,7 @@ class ApnsConnection:
                     f"SETTINGS_INITIAL_WINDOW_SIZE {value} exceeds 2**31-1 (section 6.5.2)",
                     ErrorCode.FLOW_CONTROL_ERROR,
                 )
-            # Section 6.9.2: the change applies to every open stream's window.
-            delta = value - self._peer_initial_window
-            self._peer_initial_window = value
-            for handle in self._streams.values():
-                handle._window += delta
-                if handle._window > _MAX_WINDOW:
-                    raise RemoteProtocolError(
-                        "a stream's window exceeds 2**31-1 after SETTINGS (section 6.9.2)",
-                        ErrorCode.FLOW_CONTROL_ERROR,
-                    )
+            self._peer_initial_window = value  # open streams: see _handle_settings
         elif identifier == SETTINGS_MAX_FRAME_SIZE:
             if not _DEFAULT_MAX_FRAME <= value <= _MAX_FRAME_LIMIT:
                 raise RemoteProtocolError(
