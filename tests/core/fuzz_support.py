@@ -160,13 +160,60 @@ def _check_bounds(conn: ApnsConnection) -> None:
 
 
 def random_frame(rng: random.Random) -> bytes:
-    """A frame of any type, flags and stream, with a short random payload."""
+    """A frame of any type, flags and stream; mostly with a payload that parses."""
     frame_type = rng.choice([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0x20])
-    flags = rng.choice([0, 1, 4, 5, 8, 0x20, 0x25, 0xFF, rng.randrange(256)])
-    stream_id = rng.choice([0, 1, 2, 3, 5, 15, 17, 2**31 - 1, rng.randrange(2**32)])
-    payload = rng.randbytes(rng.choice([0, 1, 4, 5, 6, 8, 9, 12, rng.randrange(64)]))
+    flags = rng.choice([0, 0, 1, 4, 5, 8, 0x20, 0x25, 0xFF, rng.randrange(256)])
+    stream_id = rng.choice([0, 1, 1, 3, 3, 5, 7, 9, 15, 2, 17, 2**31 - 1, rng.randrange(2**32)])
+    if rng.random() < 0.3:
+        payload = rng.randbytes(rng.choice([0, 1, 4, 5, 6, 8, 9, 12, rng.randrange(64)]))
+    else:
+        payload = _plausible_payload(frame_type, rng)
     length = len(payload)
     return _FRAME.pack(length >> 8, length & 0xFF, frame_type, flags, stream_id) + payload
+
+
+# HPACK fragments a server might send: statuses (static table), apns-id literals, a reason.
+_HPACK_PIECES = [
+    b"\x88",  # :status 200
+    b"\x8c",  # :status 400
+    b"\x8d",  # :status 404
+    b"\x8e",  # :status 500
+    b"\x08\x03410",  # :status 410, literal with indexed name
+    b"\x08\x03100",  # :status 100
+    b"\x00\x07apns-id\x24" + b"0" * 36,
+    b"\x40\x07apns-id\x05abcde",  # with incremental indexing
+    b"\xbe",  # dynamic index 62 (may not exist)
+    b"\x3f\xe1\x1f",  # table size update to 4096
+    b"\x20",  # table size update to 0
+    b"\x5c\x011",  # content-length: 1, indexed
+]
+
+
+def _plausible_payload(frame_type: int, rng: random.Random) -> bytes:
+    if frame_type in (1, 9):  # HEADERS, CONTINUATION
+        return b"".join(rng.choice(_HPACK_PIECES) for _ in range(rng.randrange(1, 4)))
+    if frame_type == 0:  # DATA
+        return rng.choice([b"", b'{"reason":"BadDeviceToken"}', b"{", rng.randbytes(20)])
+    if frame_type == 2:  # PRIORITY
+        return rng.randbytes(5)
+    if frame_type == 3:  # RST_STREAM
+        return struct.pack(">L", rng.choice([0, 1, 2, 7, 8, 0xB, rng.randrange(2**32)]))
+    if frame_type == 4:  # SETTINGS
+        count = rng.randrange(4)
+        return b"".join(
+            struct.pack(">HL", rng.randrange(1, 8), rng.choice([0, 1, 100, 16_384, 2**31]))
+            for _ in range(count)
+        )
+    if frame_type == 6:  # PING
+        return rng.randbytes(8)
+    if frame_type == 7:  # GOAWAY
+        last = rng.choice([0, 1, 3, 5, 2**31 - 1])
+        return struct.pack(">LL", last, rng.choice([0, 1, 2, 0xB])) + rng.choice(
+            [b"", b'{"reason":"Shutdown"}', b"x"]
+        )
+    if frame_type == 8:  # WINDOW_UPDATE
+        return struct.pack(">L", rng.choice([0, 1, 1000, 2**31 - 1]))
+    return rng.randbytes(rng.randrange(12))
 
 
 def mutate(chunks: list[bytes], rng: random.Random, others: list[bytes]) -> list[bytes]:

@@ -45,12 +45,16 @@ def test_seed_in_one_byte_reads_replays_cleanly(name: str) -> None:
 
 @settings(
     deadline=None,
-    max_examples=700,
+    max_examples=1200,
     database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    suppress_health_check=[HealthCheck.too_slow],
 )
-@given(name=st.sampled_from(sorted(SEEDS)), rng=st.randoms(use_true_random=False))
-def test_mutated_server_streams_keep_the_rule(name: str, rng: random.Random) -> None:
+@given(name=st.sampled_from(sorted(SEEDS)), case=st.integers(min_value=0, max_value=2**64))
+def test_mutated_server_streams_keep_the_rule(name: str, case: int) -> None:
+    # The mutations draw from random.Random(case), as bench/fuzz_core.py does: hypothesis's
+    # own biased draws (zeros, first choices) found a planted double-outcome bug far less
+    # often than uniform ones. A failure prints ``case``, which replays it exactly.
+    rng = random.Random(case)
     chunks = fuzz_support.split(fuzz_support.mutate(SEEDS[name], rng, STREAMS), rng)
     fuzz_support.check_stream(chunks)
 
