@@ -6,7 +6,13 @@ TLS. Each is started twice: with its defaults, and with what stresses a client m
 16-byte initial window (every body is split across many DATA frames and WINDOW_UPDATEs),
 MAX_CONCURRENT_STREAMS 1 raised to 100 after the first answer, and a header table size of 0
 (our HPACK encoder may not index anything). The server answers 400 BadDeviceToken or 200 by
-token, and echoes the apns-id, which is checked for every one of the 5,000 notifications.
+token, and echoes the apns-id, which is checked for every notification (5,000 in a
+``send_many`` against the tight settings, 1,000 against the defaults).
+
+Found on the way: h2 (so hypercorn) enforces settings given as initial values from its first
+SETTINGS frame, before the client can know them (a client's first request then breaks
+SETTINGS_HEADER_TABLE_SIZE 0, or a small window, in h2's eyes); the launcher therefore sends
+them with ``update_settings``, in force once acknowledged (RFC 9113 section 6.5.3).
 """
 
 from __future__ import annotations
@@ -24,7 +30,9 @@ from interop_support import CONFIGS, NODE, make_tls_files, running_server
 import apnskit
 from apnskit import Reason
 
-COUNT = 5000
+# 5,000 against the tight settings (the issue's figure); the defaults, which add stream
+# concurrency and a live HPACK table, get 1,000 to keep the suite's time in check.
+COUNT = {"tight": 5000, "default": 1000}
 
 
 @dataclass
@@ -32,6 +40,7 @@ class Server:
     port: int
     ca_file: str
     kind: str
+    config: str
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +59,7 @@ def server(request: pytest.FixtureRequest, tls_files: tuple[str, str]) -> Iterat
     if kind == "node" and NODE is None:
         pytest.fail("node is not installed (.ci/system-packages.txt lists nodejs)")
     with running_server(kind, CONFIGS[config], tls_files) as port:
-        yield Server(port, tls_files[0], kind)
+        yield Server(port, tls_files[0], kind, config)
 
 
 def _token(i: int) -> str:
@@ -125,7 +134,7 @@ def test_push_client_send_and_send_many(server: Server) -> None:
         _check([client.send(one)], [one], mixed=False)
         ok = _notifications(1)
         _check([client.send(ok[0])], ok, mixed=False)
-        many = _notifications(COUNT)
+        many = _notifications(COUNT[server.config])
         _check(list(client.send_many(many)), many)
 
 
@@ -137,7 +146,7 @@ async def test_async_push_client_send_and_send_many(server: Server, anyio_backen
         _check([await client.send(one)], [one], mixed=False)
         ok = _notifications(1)
         _check([await client.send(ok[0])], ok, mixed=False)
-        many = _notifications(COUNT)
+        many = _notifications(COUNT[server.config])
         with anyio.fail_after(300):  # a hang fails, slowness on a loaded machine does not
             results = [r async for r in client.send_many(many)]
         _check(results, many)
