@@ -45,7 +45,7 @@ def test_seed_in_one_byte_reads_replays_cleanly(name: str) -> None:
 
 @settings(
     deadline=None,
-    max_examples=1200,
+    max_examples=1000,
     database=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
