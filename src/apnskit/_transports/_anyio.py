@@ -10,6 +10,7 @@ from anyio.abc import ByteStream
 from anyio.streams.tls import TLSAttribute
 
 from apnskit._errors import ConnectError, ConnectionLostError, ConnectTimeoutError
+from apnskit._transports._proxy import Proxy, connect_tls_async, with_proxy
 from apnskit._transports._socket import map_connect_error
 
 __all__ = ["AnyioStream", "AnyioTransport"]
@@ -52,7 +53,14 @@ class AnyioStream:
 
 
 class AnyioTransport:
-    """The default async transport."""
+    """The default async transport.
+
+    Args:
+        proxy: Open every connection through this proxy (the TLS session runs inside).
+    """
+
+    def __init__(self, proxy: Proxy | None = None) -> None:
+        self.proxy = proxy
 
     async def connect_async(
         self,
@@ -66,18 +74,32 @@ class AnyioTransport:
         """Connect and handshake; raises :class:`apnskit.ConnectError` on any failure."""
         try:
             with anyio.fail_after(timeout):
-                stream = await anyio.connect_tcp(
-                    host,
-                    port,
-                    ssl_context=ssl_context,
-                    tls_hostname=server_hostname,
-                    # APNs does not need close_notify; skipping it keeps close() quick.
-                    tls_standard_compatible=False,
-                )
+                if self.proxy is None:
+                    stream = await anyio.connect_tcp(
+                        host,
+                        port,
+                        ssl_context=ssl_context,
+                        tls_hostname=server_hostname,
+                        # APNs does not need close_notify; skipping it keeps close() quick.
+                        tls_standard_compatible=False,
+                    )
+                else:
+                    # The tunnel and the TLS session inside it, within the same budget.
+                    stream = await connect_tls_async(
+                        self.proxy,
+                        host,
+                        port,
+                        ssl_context=ssl_context,
+                        server_hostname=server_hostname,
+                    )
         except TimeoutError as error:
-            raise ConnectTimeoutError(f"connecting to {host}:{port} timed out") from error
+            via = f" through proxy {self.proxy.display}" if self.proxy is not None else ""
+            raise ConnectTimeoutError(f"connecting to {host}:{port}{via} timed out") from error
         except Exception as error:
-            raise map_connect_error(host, port, error) from error
+            mapped = map_connect_error(host, port, error)
+            if self.proxy is not None:
+                mapped = with_proxy(mapped, self.proxy)
+            raise mapped from error
         if stream.extra(TLSAttribute.alpn_protocol, None) != "h2":
             with contextlib.suppress(Exception):
                 await stream.aclose()

@@ -9,6 +9,7 @@ import ssl
 import threading
 
 from apnskit._errors import ConnectError, ConnectionLostError, ConnectTimeoutError
+from apnskit._transports._proxy import Proxy, open_tunnel, with_proxy
 
 __all__ = ["SocketPoller", "SocketStream", "SocketTransport", "map_connect_error"]
 
@@ -165,7 +166,14 @@ class SocketPoller:
 
 
 class SocketTransport:
-    """The default sync transport: TCP with ``TCP_NODELAY``, TLS 1.2+, ALPN ``h2``."""
+    """The default sync transport: TCP with ``TCP_NODELAY``, TLS 1.2+, ALPN ``h2``.
+
+    Args:
+        proxy: Open every connection through this proxy (the TLS session runs inside).
+    """
+
+    def __init__(self, proxy: Proxy | None = None) -> None:
+        self.proxy = proxy
 
     def connect(
         self,
@@ -179,14 +187,21 @@ class SocketTransport:
         """Connect and handshake; raises :class:`apnskit.ConnectError` on any failure."""
         raw: socket.socket | None = None
         try:
-            raw = socket.create_connection((host, port), timeout=timeout)
-            # Small frames must not wait for Nagle: APNs answers each request separately.
-            raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.proxy is None:
+                raw = socket.create_connection((host, port), timeout=timeout)
+                # Small frames must not wait for Nagle: APNs answers each request separately.
+                raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            else:
+                # The tunnel: TLS below runs inside it, checked as without a proxy.
+                raw = open_tunnel(self.proxy, host, port, timeout)
             sock = ssl_context.wrap_socket(raw, server_hostname=server_hostname)
         except Exception as error:
             if raw is not None:
                 raw.close()
-            raise map_connect_error(host, port, error) from error
+            mapped = map_connect_error(host, port, error)
+            if self.proxy is not None:
+                mapped = with_proxy(mapped, self.proxy)
+            raise mapped from error
         if sock.selected_alpn_protocol() != "h2":
             sock.close()
             raise ConnectError(
