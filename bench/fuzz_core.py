@@ -67,14 +67,14 @@ def fuzz(seconds: float, seed: int) -> int:
 
 def record(count_check: bool = True) -> None:
     """Record what each interop server sends on one connection to tests/core/fuzz_seeds."""
-    import interop_support
+    import independent_servers
 
     fuzz_support.SEED_DIR.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory() as directory:
-        tls = interop_support.make_tls_files(Path(directory))
+        tls = independent_servers.make_tls_files(Path(directory))
         for kind in ("node", "hypercorn"):
-            for config, options in interop_support.CONFIGS.items():
-                with interop_support.running_server(kind, options, tls) as port:
+            for config, options in independent_servers.CONFIGS.items():
+                with independent_servers.running_server(kind, options, tls) as port:
                     data = _record_one(port, tls[0])
                 name = f"{kind}-{config}"
                 (fuzz_support.SEED_DIR / f"{name}.bin").write_bytes(

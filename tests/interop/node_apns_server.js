@@ -7,7 +7,7 @@
 // raiseStreamsTo (after its first answer on a connection, the server raises
 // MAX_CONCURRENT_STREAMS to this). It listens on 127.0.0.1, on a free port, and prints
 // "LISTENING <port>" once ready. POST /3/device/<token>: the answer depends on the token
-// (the same rule as interop_support.expected_status): 400 BadDeviceToken when the token,
+// (the same rule as _expected_rejected in test_interop.py): 400 BadDeviceToken when the token,
 // read as a hex number, is 3 modulo 7; else 200. The request's apns-id is echoed back.
 'use strict';
 const fs = require('fs');

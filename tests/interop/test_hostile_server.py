@@ -19,7 +19,7 @@ from collections.abc import Iterator
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from interop_support import make_tls_files
+from independent_servers import make_tls_files
 
 import apnskit
 

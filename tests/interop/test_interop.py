@@ -25,7 +25,7 @@ import anyio
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from interop_support import CONFIGS, NODE, make_tls_files, running_server
+from independent_servers import CONFIGS, NODE, make_tls_files, running_server
 
 import apnskit
 from apnskit import Reason
