@@ -34,7 +34,16 @@ class AnyioStream:
             raise ConnectionLostError(
                 "timed out writing to APNs (the server stopped reading)"
             ) from e
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError, ssl.SSLError) as e:
+        except (
+            anyio.BrokenResourceError,
+            anyio.ClosedResourceError,
+            # A TLS write may need to read (a TLS 1.3 key update, an alert) and meet the
+            # server's EOF: anyio raises EndOfStream from send() then, seen in AsyncPushClient
+            # .close() after the server went away (issue 12's tests on trio).
+            anyio.EndOfStream,
+            OSError,
+            ssl.SSLError,
+        ) as e:
             raise ConnectionLostError(f"writing to APNs failed: {e!r}") from e
 
     async def read(self) -> bytes:
