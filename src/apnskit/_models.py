@@ -1054,6 +1054,92 @@ class Notification:
         setattr_(self, "headers", tuple(headers))
         setattr_(self, "path", "/3/device/" + token)
 
+    def to_dict(self) -> dict[str, Any]:
+        """Return the notification as a JSON-safe dict; :meth:`from_dict` is its inverse.
+
+        Keys are the constructor's argument names: ``device_token``, ``payload`` (the JSON
+        object, also when a :class:`Payload` was given), ``topic``, and ``push_type`` (its
+        header value), ``priority``, ``expiration`` (epoch seconds), ``collapse_id`` and
+        ``apns_id`` when they are set. A push type left to inference stays out, so the round
+        trip gives back a notification with the same body and headers (equal to this one when
+        its payload is a dict). Used to put notifications on a task queue
+        (:mod:`apnskit.contrib.celery`) and in JSONL files.
+        """
+        payload = self.payload
+        out: dict[str, Any] = {
+            "device_token": self.device_token,
+            # The dict form of a Payload is what was serialized into the body, so the
+            # notification rebuilt from it sends the same bytes.
+            "payload": payload.to_dict() if isinstance(payload, Payload) else payload,
+            "topic": self.topic,
+        }
+        if self.push_type is not None:
+            out["push_type"] = PushType(self.push_type).value
+        if self.priority is not None:
+            out["priority"] = int(self.priority)
+        if self.expiration is not None:
+            # __post_init__ turned a datetime into int epoch seconds.
+            out["expiration"] = self.expiration
+        if self.collapse_id is not None:
+            out["collapse_id"] = self.collapse_id
+        if self.apns_id is not None:
+            out["apns_id"] = str(self.apns_id)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Notification:
+        """Build a notification from the dict :meth:`to_dict` makes (e.g. read from JSON).
+
+        The payload comes back as a plain dict; everything is validated as by the
+        constructor.
+
+        Args:
+            data: ``device_token``, ``payload`` and ``topic``, and optionally ``push_type``,
+                ``priority``, ``expiration``, ``collapse_id`` and ``apns_id`` (a missing or
+                ``None`` optional key means unset).
+
+        Raises:
+            InvalidNotificationError: ``data`` is not a dict, has a key that is not one of
+                these, lacks a required one, or a value breaks a rule; the error names the
+                field.
+        """
+        if not isinstance(data, Mapping):
+            raise _fail("notification", f"{type(data).__name__} is not a dict")
+        unknown = [key for key in data if key not in _DICT_KEYS]
+        if unknown:
+            raise _fail(
+                str(unknown[0]),
+                "is not a notification field; allowed: " + ", ".join(_DICT_KEYS),
+            )
+        for key in ("device_token", "payload", "topic"):
+            if data.get(key) is None:
+                raise _fail(key, "is required")
+        kwargs = {key: data.get(key) for key in _DICT_OPTIONAL_KEYS}
+        return cls(data["device_token"], data["payload"], topic=data["topic"], **kwargs)
+
+    def with_device_token(self, device_token: str) -> Notification:
+        """Return a copy for another device, without re-serializing or re-checking the rest.
+
+        The fast way to send one payload to many devices (a campaign's chunk is rebuilt this
+        way on the worker).
+
+        Args:
+            device_token: The other device's token (hex, any case; stored lowercase).
+
+        Raises:
+            InvalidNotificationError: ``device_token`` is not an even number of hex digits.
+        """
+        token = device_token
+        if type(token) is not str or _HEX_RE.fullmatch(token) is None or len(token) % 2:
+            raise _bad_token(token)
+        token = token.lower()
+        clone = object.__new__(Notification)
+        for f in _NOTIFICATION_FIELDS:
+            object.__setattr__(clone, f, getattr(self, f))
+        object.__setattr__(clone, "device_token", token)
+        object.__setattr__(clone, "path", "/3/device/" + token)
+        return clone
+
     def with_apns_id(self, apns_id: str | uuid.UUID | None) -> Notification:
         """Return a copy with another ``apns-id``, without re-serializing the payload.
 
@@ -1097,6 +1183,9 @@ class Notification:
 
 
 _NOTIFICATION_FIELDS = tuple(f.name for f in fields(Notification))
+# The keys of Notification.to_dict(), in the constructor's order.
+_DICT_OPTIONAL_KEYS = ("push_type", "priority", "expiration", "collapse_id", "apns_id")
+_DICT_KEYS = ("device_token", "payload", "topic", *_DICT_OPTIONAL_KEYS)
 
 
 def _bad_token(token: object) -> InvalidNotificationError:

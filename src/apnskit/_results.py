@@ -6,12 +6,15 @@ Reasons and statuses follow Apple's "Handling notification responses from APNs"
 
 from __future__ import annotations
 
+import base64
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from apnskit._errors import PushRejectedError
+from apnskit import _errors
+from apnskit._errors import ApnsError, InvalidNotificationError, PushRejectedError
 
 if TYPE_CHECKING:
     from apnskit._models import Notification
@@ -227,6 +230,127 @@ class PushResult:
             raise PushRejectedError(self)
         return self
 
+    def to_dict(self) -> dict[str, Any]:
+        """Return the result as a JSON-safe dict; :meth:`from_dict` is its inverse.
+
+        Keys: ``notification`` (:meth:`apnskit.Notification.to_dict`), ``status``,
+        ``apns_id``, ``apns_unique_id``, ``reason`` (Apple's string), ``timestamp`` (ISO 8601),
+        ``error`` (``{"type": ..., "message": ...}``) and ``attempts``; ``headers`` and the
+        response ``body`` (UTF-8 text, or ``body_base64`` when it is not UTF-8) when not
+        empty. The error keeps its class name and message only: :meth:`from_dict` rebuilds
+        an apnskit exception of that name, or an :class:`apnskit.ApnsError` naming it.
+
+        Raises:
+            TypeError: The result belongs to something other than a device
+                :class:`~apnskit.Notification` (a broadcast or channel request).
+        """
+        from apnskit._models import Notification
+
+        notification = self.notification
+        if not isinstance(notification, Notification):
+            raise TypeError(
+                f"PushResult.to_dict: only results of device notifications, not of "
+                f"{type(notification).__name__}"
+            )
+        error = self.error
+        out: dict[str, Any] = {
+            "notification": notification.to_dict(),
+            "status": self.status,
+            "apns_id": self.apns_id,
+            "apns_unique_id": self.apns_unique_id,
+            "reason": None if self.reason is None else str(self.reason),
+            "timestamp": None if self.timestamp is None else self.timestamp.isoformat(),
+            "error": None
+            if error is None
+            else {"type": type(error).__name__, "message": str(error)},
+            "attempts": self.attempts,
+        }
+        if self.headers:
+            out["headers"] = dict(self.headers)
+        if self.body:
+            try:
+                out["body"] = self.body.decode()
+            except UnicodeDecodeError:
+                out["body_base64"] = base64.b64encode(self.body).decode("ascii")
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PushResult:
+        """Rebuild a result from the dict :meth:`to_dict` makes (e.g. a task's JSON result).
+
+        Raises:
+            InvalidNotificationError: ``data`` is not such a dict: an unknown key, a missing
+                ``notification`` or ``status``, or a value of the wrong type; the error names
+                the field (``notification.<field>`` for the notification's own).
+        """
+        from apnskit._models import Notification
+
+        if not isinstance(data, Mapping):
+            raise InvalidNotificationError("result", f"{type(data).__name__} is not a dict")
+        unknown = [key for key in data if key not in _RESULT_KEYS]
+        if unknown:
+            raise InvalidNotificationError(
+                str(unknown[0]), "is not a result field; allowed: " + ", ".join(_RESULT_KEYS)
+            )
+        for key in ("notification", "status"):
+            if key not in data:
+                raise InvalidNotificationError(key, "is required")
+        try:
+            notification = Notification.from_dict(data["notification"])
+        except InvalidNotificationError as exc:
+            # Name the field as it sits in the result: notification.device_token, ...
+            field_name = exc.field if exc.field == "notification" else f"notification.{exc.field}"
+            raise InvalidNotificationError(
+                field_name, str(exc).removeprefix(f"{exc.field}: ")
+            ) from None
+        status = data["status"]
+        if status is not None and (
+            isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599
+        ):
+            raise InvalidNotificationError("status", f"{status!r} is not an HTTP status or null")
+        for key in ("apns_id", "apns_unique_id", "reason", "timestamp", "body", "body_base64"):
+            value = data.get(key)
+            if value is not None and not isinstance(value, str):
+                raise InvalidNotificationError(key, f"{type(value).__name__} is not a string")
+        timestamp = None
+        if data.get("timestamp") is not None:
+            try:
+                timestamp = datetime.fromisoformat(data["timestamp"])
+            except ValueError:
+                raise InvalidNotificationError(
+                    "timestamp", f"{data['timestamp']!r} is not an ISO 8601 time"
+                ) from None
+            if timestamp.tzinfo is None:
+                raise InvalidNotificationError("timestamp", "has no UTC offset")
+        attempts = data.get("attempts", 1)
+        if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
+            raise InvalidNotificationError("attempts", f"{attempts!r} is not an integer >= 1")
+        headers = data.get("headers", {})
+        if not isinstance(headers, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
+        ):
+            raise InvalidNotificationError("headers", "must be a dict of strings to strings")
+        body = b""
+        if data.get("body") is not None:
+            body = data["body"].encode()
+        elif data.get("body_base64") is not None:
+            try:
+                body = base64.b64decode(data["body_base64"], validate=True)
+            except ValueError:
+                raise InvalidNotificationError("body_base64", "is not base64") from None
+        return cls(
+            notification,
+            status,
+            apns_id=data.get("apns_id"),
+            apns_unique_id=data.get("apns_unique_id"),
+            reason=parse_reason(data.get("reason")),
+            timestamp=timestamp,
+            error=_error_from_dict(data.get("error")),
+            attempts=attempts,
+            headers=dict(headers),
+            body=body,
+        )
+
     @staticmethod
     def timestamp_from_ms(value: object) -> datetime | None:
         """Convert the ``timestamp`` of a 410 body (ms since the epoch) to a UTC datetime."""
@@ -236,3 +360,56 @@ class PushResult:
             return datetime.fromtimestamp(value / 1000.0, tz=timezone.utc)
         except (OverflowError, OSError, ValueError):
             return None
+
+
+# The keys of PushResult.to_dict().
+_RESULT_KEYS = (
+    "notification",
+    "status",
+    "apns_id",
+    "apns_unique_id",
+    "reason",
+    "timestamp",
+    "error",
+    "attempts",
+    "headers",
+    "body",
+    "body_base64",
+)
+# apnskit's exceptions that take just a message, rebuilt by name by PushResult.from_dict.
+_ERRORS_BY_NAME: dict[str, type[ApnsError]] = {
+    name: getattr(_errors, name)
+    for name in (
+        "ApnsError",
+        "ApnsTimeoutError",
+        "ClientClosedError",
+        "ConnectError",
+        "ConnectTimeoutError",
+        "ConnectionLostError",
+        "CredentialsError",
+        "ConfigurationError",
+        "DeadlineExceededError",
+        "LocalProtocolError",
+        "ProtocolError",
+        "RemoteProtocolError",
+        "TransportError",
+    )
+}
+
+
+def _error_from_dict(value: object) -> BaseException | None:
+    if value is None:
+        return None
+    if (
+        not isinstance(value, Mapping)
+        or set(value) != {"type", "message"}
+        or not all(isinstance(v, str) for v in value.values())
+    ):
+        raise InvalidNotificationError(
+            "error", 'must be null or {"type": <class name>, "message": <text>}'
+        )
+    cls = _ERRORS_BY_NAME.get(value["type"])
+    if cls is None:
+        # Not one of ours (an OSError, a bug's exception...): keep its name in the message.
+        return ApnsError(f"{value['type']}: {value['message']}")
+    return cls(value["message"])

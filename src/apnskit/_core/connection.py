@@ -19,6 +19,16 @@ request ends in exactly one of ``ResponseReceived``, ``StreamReset``, or a
 ``ConnectionTerminated`` listing it as ``unprocessed`` (safe to resend) or ``abandoned`` (the
 connection died under it), or the caller cancels it.
 
+The server is not trusted (issue 10): ``receive_data`` raises nothing, whatever the bytes. A
+violation of RFC 9113 (framing, flow control, HPACK, a malformed response per section 8.1.1,
+a first frame that is not SETTINGS) ends the connection with our GOAWAY carrying the error
+code, and a ``ConnectionTerminated`` that lists every request still open as abandoned and
+every queued one as unprocessed; responses completed earlier in the same read are kept.
+Memory is bounded whatever the server does: a read holds at most one partial frame, a header
+block at most SETTINGS_MAX_HEADER_LIST_SIZE (which we advertise), a response body at most its
+stream window (never replenished), and all bodies together at most the connection window
+(bytes are given back only when their stream ends).
+
 Departures from a general-purpose HTTP/2 client, because APNs never needs them: no server
 push (we send SETTINGS_ENABLE_PUSH=0, so PUSH_PROMISE is a protocol error), no priorities, and
 any stream-level error is treated as a connection error (allowed by section 5.4.1).
@@ -28,6 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import struct
 from collections import deque
 from collections.abc import Sequence
@@ -127,8 +138,31 @@ _INDEXABLE = frozenset(
 
 # Our receive windows: large, because APNs bodies are tiny and we never want the server to
 # stall on us. The connection window is raised with a WINDOW_UPDATE right after the preface.
+# A stream's window is never replenished: it is also the cap on one response body (APNs
+# bodies are under 1 KiB, a broadcast channel list about 300 KB), so a body that never ends
+# cannot grow past it (issue 10). Bytes buffered for an open stream are only given back to
+# the connection window when the stream ends, so all open streams together never hold more
+# than the connection window.
 _LOCAL_STREAM_WINDOW = 1 << 20
 _LOCAL_CONNECTION_WINDOW = 1 << 24
+# SETTINGS_MAX_HEADER_LIST_SIZE we advertise and enforce (section 6.5.2, 10.5.1), also the cap
+# on a header block's encoded size, so a CONTINUATION flood cannot grow without end.
+_MAX_HEADER_LIST_SIZE = 1 << 16
+# Error bodies and GOAWAY debug data larger than this are not parsed as JSON; APNs sends a
+# few dozen bytes. ``detail`` keeps at most _DETAIL_CHARS characters of an unexpected body.
+_MAX_JSON_BODY = 4096
+_DETAIL_CHARS = 120
+
+# Section 8.2.2: connection-specific header fields make a message malformed.
+_CONNECTION_SPECIFIC = frozenset(
+    {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"}
+)
+# Section 8.2.1: a field name has no characters 0x00-0x20, 'A'-'Z', 0x7f-0xff, and no colon
+# outside pseudo-headers (which are checked by name, section 8.3).
+_FIELD_NAME = re.compile(r"[\x21-\x39\x3b-\x40\x5b-\x7e]+\Z").match
+# Regular response header names already found valid (a small bounded cache: names repeat).
+_valid_names: set[str] = {"apns-id", "apns-unique-id", "content-length", "content-type"}
+_VALID_NAMES_MAX = 256
 
 
 # Where a request body that could not go out at once waits (RequestHandle._body_wait).
@@ -190,6 +224,8 @@ class RequestHandle:
         #: Where the unsent rest of the body waits: _NOT_WAITING, _WAIT_CONNECTION (in the
         #: connection's FIFO of bodies) or _WAIT_STREAM (for this stream's WINDOW_UPDATE).
         self._body_wait = _NOT_WAITING
+        # Flow-controlled bytes received on the stream (padding included), handed back to
+        # the connection window when the stream ends.
         self._received = 0
         self._response_headers: list[tuple[str, str]] = []
         self._response_body: list[bytes] = []
@@ -237,7 +273,9 @@ class ApnsConnection:
         self._recv_window = _LOCAL_CONNECTION_WINDOW
         self._recv_unacked = 0
         self._inbuf = b""
-        self._continuation: tuple[int, int, list[bytes]] | None = None
+        # (stream id, HEADERS flags, fragments, encoded size so far) while a header block
+        # is split over CONTINUATION frames.
+        self._continuation: tuple[int, int, list[bytes], int] | None = None
         self._pings: dict[bytes, float | None] = {}
         self._ping_counter = 0
         self._draining = False  # GOAWAY received or sent: no new streams
@@ -323,6 +361,7 @@ class ApnsConnection:
                 _SETTING.pack(SETTINGS_ENABLE_PUSH, 0),
                 _SETTING.pack(SETTINGS_INITIAL_WINDOW_SIZE, _LOCAL_STREAM_WINDOW),
                 _SETTING.pack(SETTINGS_HEADER_TABLE_SIZE, 4096),
+                _SETTING.pack(SETTINGS_MAX_HEADER_LIST_SIZE, _MAX_HEADER_LIST_SIZE),
             )
         )
         self._out.append(PREFACE)
@@ -376,6 +415,7 @@ class ApnsConnection:
             return
         if self._streams.pop(handle.stream_id, None) is not None and not self._terminated:
             self._out.append(_frame(RST_STREAM, 0, handle.stream_id, _U32.pack(ErrorCode.CANCEL)))
+            self._release(handle)
         self._open_streams()
 
     def send_ping(self, now: float | None = None) -> bytes:
@@ -547,6 +587,18 @@ class ApnsConnection:
             self._inbuf = b""
             self._protocol_error(error, events)
             return events
+        except Exception as error:
+            # Belt and braces (issue 10): whatever the bytes, the caller sees only the
+            # library's protocol error. A bug here must end this connection cleanly, not
+            # escape into the client and orphan every other request on it.
+            self._inbuf = b""
+            wrapped = RemoteProtocolError(
+                f"internal error while reading the server's frames: {type(error).__name__}",
+                ErrorCode.INTERNAL_ERROR,
+            )
+            wrapped.__cause__ = error
+            self._protocol_error(wrapped, events)
+            return events
         self._inbuf = buf[pos:] if pos < end else b""
         self._open_streams()
         return events
@@ -568,6 +620,12 @@ class ApnsConnection:
         if self._continuation is not None:
             self._handle_continuation(frame_type, flags, stream_id, payload, events)
             return
+        if not self._settings_received and (frame_type != SETTINGS or flags & FLAG_ACK):
+            # Section 3.4: the server connection preface is a SETTINGS frame, sent first.
+            raise RemoteProtocolError(
+                f"the server's first frame is of type {frame_type}, not SETTINGS (section 3.4)",
+                ErrorCode.PROTOCOL_ERROR,
+            )
         if frame_type == HEADERS:
             self._handle_headers(flags, stream_id, payload, events)
         elif frame_type == DATA:
@@ -592,10 +650,18 @@ class ApnsConnection:
                 "CONTINUATION without a preceding HEADERS (section 6.10)",
                 ErrorCode.PROTOCOL_ERROR,
             )
-        elif frame_type == PRIORITY and stream_id == 0:
-            raise RemoteProtocolError(
-                "PRIORITY on stream 0 (section 6.3)", ErrorCode.PROTOCOL_ERROR
-            )
+        elif frame_type == PRIORITY:
+            if stream_id == 0:
+                raise RemoteProtocolError(
+                    "PRIORITY on stream 0 (section 6.3)", ErrorCode.PROTOCOL_ERROR
+                )
+            if len(payload) != 5:
+                # Section 6.3 names a stream error; any stream error may end the connection
+                # (section 5.4.1), as every other one does here.
+                raise RemoteProtocolError(
+                    f"PRIORITY frame of {len(payload)} bytes, not 5 (section 6.3)",
+                    ErrorCode.FRAME_SIZE_ERROR,
+                )
         # Unknown frame types are ignored (section 5.5).
 
     def _check_server_stream(self, stream_id: int, frame_name: str) -> None:
@@ -640,13 +706,13 @@ class ApnsConnection:
         if flags & FLAG_END_HEADERS:
             self._header_block(stream_id, bool(flags & FLAG_END_STREAM), fragment, events)
         else:
-            self._continuation = (stream_id, flags, [fragment])
+            self._continuation = (stream_id, flags, [fragment], len(fragment))
 
     def _handle_continuation(
         self, frame_type: int, flags: int, stream_id: int, payload: bytes, events: list[Event]
     ) -> None:
         assert self._continuation is not None
-        expected_stream, first_flags, fragments = self._continuation
+        expected_stream, first_flags, fragments, size = self._continuation
         if frame_type != CONTINUATION or stream_id != expected_stream:
             # Section 6.10: nothing may come between HEADERS and its last CONTINUATION.
             raise RemoteProtocolError(
@@ -654,7 +720,18 @@ class ApnsConnection:
                 f"{frame_type} on stream {stream_id} (section 6.10)",
                 ErrorCode.PROTOCOL_ERROR,
             )
-        fragments.append(payload)
+        if payload:
+            size += len(payload)
+            if size > _MAX_HEADER_LIST_SIZE:
+                # A header block that never ends (section 10.5: CONTINUATION frames are a
+                # known way to make a peer buffer without bound). Ours has a cap.
+                raise RemoteProtocolError(
+                    f"header block on stream {expected_stream} exceeds "
+                    f"{_MAX_HEADER_LIST_SIZE} bytes (section 10.5)",
+                    ErrorCode.ENHANCE_YOUR_CALM,
+                )
+            fragments.append(payload)
+            self._continuation = (expected_stream, first_flags, fragments, size)
         if flags & FLAG_END_HEADERS:
             self._continuation = None
             block = b"".join(fragments)
@@ -670,7 +747,7 @@ class ApnsConnection:
         if handle is None:
             return
         if handle.status is None:
-            status = _parse_status(headers)
+            status = _check_response_headers(headers, stream_id, len(block))
             if 100 <= status < 200:
                 if end_stream:
                     raise RemoteProtocolError(
@@ -685,7 +762,13 @@ class ApnsConnection:
                 raise RemoteProtocolError(
                     "trailers without END_STREAM (section 8.1)", ErrorCode.PROTOCOL_ERROR
                 )
+            for name, _ in headers:
+                if name not in _valid_names:
+                    # Section 8.1: no pseudo-headers in trailers (and the usual name rules).
+                    _check_name(name, stream_id)
             handle._response_headers.extend(headers)
+            if _header_list_size(handle._response_headers) > _MAX_HEADER_LIST_SIZE:
+                raise _too_many_headers(stream_id)
         if end_stream:
             self._complete(handle, events)
 
@@ -699,41 +782,65 @@ class ApnsConnection:
                 "server sent more DATA than our connection window allows (section 6.9.1)",
                 ErrorCode.FLOW_CONTROL_ERROR,
             )
-        self._recv_unacked += length
-        if self._recv_unacked >= _LOCAL_CONNECTION_WINDOW // 2:
-            self._out.append(_frame(WINDOW_UPDATE, 0, 0, _U32.pack(self._recv_unacked)))
-            self._recv_window += self._recv_unacked
-            self._recv_unacked = 0
         data = self._strip_padding(flags, payload, "DATA")
         handle = self._streams.get(stream_id)
         if handle is None:
-            return  # a stream we cancelled; its bytes still counted toward the window above
+            # A stream we cancelled: nothing is kept, so the window is given back at once.
+            self._consumed(length)
+            return
         if handle.status is None:
             raise RemoteProtocolError(
                 f"DATA before response HEADERS on stream {stream_id} (section 8.1)",
                 ErrorCode.PROTOCOL_ERROR,
             )
         handle._received += length
-        if handle._received > _LOCAL_STREAM_WINDOW:
-            raise RemoteProtocolError(
-                f"server overran the flow-control window of stream {stream_id}",
-                ErrorCode.FLOW_CONTROL_ERROR,
-            )
+        if handle._received >= _LOCAL_STREAM_WINDOW:
+            if handle._received > _LOCAL_STREAM_WINDOW:
+                raise RemoteProtocolError(
+                    f"server overran the flow-control window of stream {stream_id}",
+                    ErrorCode.FLOW_CONTROL_ERROR,
+                )
+            if not flags & FLAG_END_STREAM:
+                # The window is the body cap and is never replenished: the server cannot
+                # finish this body, so it would wait for window forever (issue 10).
+                raise RemoteProtocolError(
+                    f"response body on stream {stream_id} reached the "
+                    f"{_LOCAL_STREAM_WINDOW}-byte cap without END_STREAM",
+                    ErrorCode.ENHANCE_YOUR_CALM,
+                )
         if data:
             handle._response_body.append(data)
         if flags & FLAG_END_STREAM:
             self._complete(handle, events)
-        elif handle._received >= _LOCAL_STREAM_WINDOW // 2:
-            # Replenish a stream that carries an unusually large body.
-            self._out.append(_frame(WINDOW_UPDATE, 0, stream_id, _U32.pack(handle._received)))
+
+    def _consumed(self, length: int) -> None:
+        """Give ``length`` bytes back to the connection receive window, in batches."""
+        self._recv_unacked += length
+        if self._recv_unacked >= _LOCAL_CONNECTION_WINDOW // 2:
+            self._out.append(_frame(WINDOW_UPDATE, 0, 0, _U32.pack(self._recv_unacked)))
+            self._recv_window += self._recv_unacked
+            self._recv_unacked = 0
+
+    def _release(self, handle: RequestHandle) -> None:
+        """``handle``'s stream ended: its buffered bytes no longer hold connection window."""
+        if handle._received:
+            self._consumed(handle._received)
             handle._received = 0
 
     def _complete(self, handle: RequestHandle, events: list[Event]) -> None:
         del self._streams[handle.stream_id]
         handle.done = True
+        if handle._offset < len(handle._body):
+            # The whole response came while our body was still waiting for flow-control
+            # window. Section 8.1: stop sending it with RST_STREAM(NO_ERROR), which also
+            # closes the stream for the server, so it no longer counts against
+            # SETTINGS_MAX_CONCURRENT_STREAMS when the next stream opens (issue 10).
+            self._out.append(_frame(RST_STREAM, 0, handle.stream_id, _U32.pack(ErrorCode.NO_ERROR)))
+        if handle._received:
+            self._release(handle)
         status = handle.status
         assert status is not None
-        apns_id = apns_unique_id = reason = None
+        apns_id = apns_unique_id = reason = detail = None
         for name, value in handle._response_headers:
             if name == "apns-id":
                 apns_id = value
@@ -742,9 +849,10 @@ class ApnsConnection:
         body = b"".join(handle._response_body) if handle._response_body else b""
         timestamp_ms = None
         if body:
-            reason, timestamp_ms = _parse_error_body(body)
+            reason, timestamp_ms, detail = _parse_error_body(body)
         if 200 <= status < 300:
             self._succeeded = True
+            detail = None
         events.append(
             ResponseReceived(
                 stream_id=handle.stream_id,
@@ -756,6 +864,7 @@ class ApnsConnection:
                 timestamp_ms=timestamp_ms,
                 headers=handle._response_headers,
                 body=body,
+                detail=detail,
             )
         )
 
@@ -815,10 +924,26 @@ class ApnsConnection:
                 ErrorCode.FRAME_SIZE_ERROR,
             )
         changes: dict[int, int] = {}
+        initial_window = self._peer_initial_window
         for offset in range(0, len(payload), 6):
             identifier, value = _SETTING.unpack_from(payload, offset)
             changes[identifier] = value
             self._apply_setting(identifier, value)
+        if initial_window != self._peer_initial_window:
+            # Section 6.9.2: the change applies to every open stream's window. Once per frame,
+            # not per entry: a frame of 2,730 entries must not cost 2,730 passes (issue 10).
+            delta = self._peer_initial_window - initial_window
+            for handle in self._streams.values():
+                handle._window += delta
+                if handle._window > _MAX_WINDOW:
+                    raise RemoteProtocolError(
+                        "a stream's window exceeds 2**31-1 after SETTINGS (section 6.9.2)",
+                        ErrorCode.FLOW_CONTROL_ERROR,
+                    )
+                if handle._body_wait == _WAIT_STREAM and handle._window > 0:
+                    # Its stream window opened: back in line for the connection window.
+                    handle._body_wait = _WAIT_CONNECTION
+                    self._blocked.append(handle)
         if not self._settings_received:
             self._settings_received = True
             if SETTINGS_MAX_CONCURRENT_STREAMS not in changes:
@@ -840,20 +965,7 @@ class ApnsConnection:
                     f"SETTINGS_INITIAL_WINDOW_SIZE {value} exceeds 2**31-1 (section 6.5.2)",
                     ErrorCode.FLOW_CONTROL_ERROR,
                 )
-            # Section 6.9.2: the change applies to every open stream's window.
-            delta = value - self._peer_initial_window
-            self._peer_initial_window = value
-            for handle in self._streams.values():
-                handle._window += delta
-                if handle._window > _MAX_WINDOW:
-                    raise RemoteProtocolError(
-                        "a stream's window exceeds 2**31-1 after SETTINGS (section 6.9.2)",
-                        ErrorCode.FLOW_CONTROL_ERROR,
-                    )
-                if handle._body_wait == _WAIT_STREAM and handle._window > 0:
-                    # Its stream window opened: back in line for the connection window.
-                    handle._body_wait = _WAIT_CONNECTION
-                    self._blocked.append(handle)
+            self._peer_initial_window = value  # open streams: see _handle_settings
         elif identifier == SETTINGS_MAX_FRAME_SIZE:
             if not _DEFAULT_MAX_FRAME <= value <= _MAX_FRAME_LIMIT:
                 raise RemoteProtocolError(
@@ -907,6 +1019,7 @@ class ApnsConnection:
             # for a stream we cancelled: nothing is lost.
             return
         handle.done = True
+        self._release(handle)
         error_code = _U32.unpack(payload)[0]
         events.append(
             StreamReset(
@@ -937,16 +1050,19 @@ class ApnsConnection:
         for sid in sorted(s for s in self._streams if s > last_stream_id):
             handle = self._streams.pop(sid)
             handle.done = True
+            self._release(handle)
             unprocessed.append(handle.context)
         while self._queue:
             handle = self._queue.popleft()
             handle.done = True
             unprocessed.append(handle.context)
+        reason, _, detail = _parse_error_body(debug_data) if debug_data else (None, None, None)
         events.append(
             ConnectionTerminated(
                 error_code=error_code,
                 last_stream_id=last_stream_id,
-                reason=_parse_error_body(debug_data)[0] if debug_data else None,
+                reason=reason,
+                detail=detail,
                 debug_data=debug_data,
                 remote=True,
                 unprocessed=unprocessed,
@@ -992,28 +1108,120 @@ class ApnsConnection:
         )
 
 
-def _parse_status(headers: list[tuple[str, str]]) -> int:
-    for name, value in headers:
-        if name == ":status":
-            if len(value) == 3 and value.isdigit():
-                return int(value)
-            break
-    raise RemoteProtocolError(
-        "response without a valid :status pseudo-header (section 8.3.2)", ErrorCode.PROTOCOL_ERROR
+def _malformed(stream_id: int, rule: str) -> RemoteProtocolError:
+    # Section 8.1.1: a malformed response is a stream error of type PROTOCOL_ERROR; like every
+    # stream error here it ends the connection (section 5.4.1), so the request is a failed
+    # attempt, never an accepted notification.
+    return RemoteProtocolError(
+        f"malformed response on stream {stream_id}: {rule}", ErrorCode.PROTOCOL_ERROR
     )
 
 
-def _parse_error_body(body: bytes) -> tuple[str | None, int | None]:
-    """Read ``reason`` and ``timestamp`` from an APNs JSON body; odd bodies give Nones."""
-    try:
-        document = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        return None, None
-    if not isinstance(document, dict):
-        return None, None
-    reason = document.get("reason")
-    timestamp = document.get("timestamp")
+def _too_many_headers(stream_id: int) -> RemoteProtocolError:
+    return RemoteProtocolError(
+        f"response headers on stream {stream_id} exceed our SETTINGS_MAX_HEADER_LIST_SIZE of "
+        f"{_MAX_HEADER_LIST_SIZE} (section 10.5.1)",
+        ErrorCode.ENHANCE_YOUR_CALM,
+    )
+
+
+def _check_name(name: str, stream_id: int) -> None:
+    """Raise unless ``name`` may be a regular response header (sections 8.2.1, 8.2.2, 8.3)."""
+    if name.startswith(":"):
+        raise _malformed(
+            stream_id,
+            f"pseudo-header {name[:40]!r} after a regular header, repeated, or not allowed in "
+            "a response (sections 8.3, 8.3.2)",
+        )
+    if name in _CONNECTION_SPECIFIC:
+        raise _malformed(stream_id, f"connection-specific header {name!r} (section 8.2.2)")
+    if _FIELD_NAME(name) is None:
+        raise _malformed(
+            stream_id,
+            f"header name {name[:40]!r} is empty or has uppercase or invalid characters "
+            "(section 8.2.1)",
+        )
+    if len(_valid_names) < _VALID_NAMES_MAX:
+        _valid_names.add(name)
+
+
+def _check_response_headers(
+    headers: list[tuple[str, str]], stream_id: int, block_length: int
+) -> int:
+    """Validate a response's header list (of a ``block_length``-byte block); returns ``:status``.
+
+    Exactly one ``:status`` and no other pseudo-header, before every regular header (sections
+    8.3, 8.3.2), so it comes first; valid lowercase names, none connection-specific (8.2.1,
+    8.2.2); at most our SETTINGS_MAX_HEADER_LIST_SIZE (section 6.5.2).
+    """
+    # This runs for every response: the common case is two headers and a few dict lookups.
+    if not headers or headers[0][0] != ":status":
+        if any(name == ":status" for name, _ in headers):
+            raise _malformed(stream_id, ":status after a regular header (section 8.3)")
+        raise _malformed(stream_id, "no :status pseudo-header (section 8.3.2)")
+    status = _STATUS_CODES.get(headers[0][1])
+    if status is None:
+        # RFC 9110 section 15: exactly three ASCII digits, 100 to 599 (str.isdigit() alone
+        # also accepts "²²²", which int() then rejects, and Arabic-Indic digits, which it
+        # reads as 200).
+        raise _malformed(
+            stream_id,
+            f":status {headers[0][1][:10]!r} is not three digits 100-599 (RFC 9110 section 15)",
+        )
+    valid = _valid_names
+    for name, _ in headers[1:]:
+        if name not in valid:
+            _check_name(name, stream_id)
+    # Decoded strings are at most 8/5 of their Huffman-coded length (the shortest code is 5
+    # bits) and a table entry at most 4,096 bytes: only a list that could be over the limit
+    # is measured.
+    if (
+        2 * block_length + 4128 * len(headers) > _MAX_HEADER_LIST_SIZE
+        and _header_list_size(headers) > _MAX_HEADER_LIST_SIZE
+    ):
+        raise _too_many_headers(stream_id)
+    return status
+
+
+def _header_list_size(headers: list[tuple[str, str]]) -> int:
+    # Section 6.5.2 counts octets plus 32 per field; len() of the decoded (surrogate-escaped)
+    # text is close enough for a bound that is far above anything APNs sends.
+    return sum(len(name) + len(value) + 32 for name, value in headers)
+
+
+# Section 15 of RFC 9110: the valid :status values, as the strings that carry them.
+_STATUS_CODES = {str(code): code for code in range(100, 600)}
+
+
+def _parse_error_body(body: bytes) -> tuple[str | None, int | None, str | None]:
+    """Read ``reason`` and ``timestamp`` from an APNs JSON body.
+
+    Returns:
+        ``(reason, timestamp, detail)``. Anything that is not the expected small JSON object
+        (too big, not JSON, nested too deep for the parser, no string ``reason``) gives
+        ``reason`` None and ``detail``, a short printable copy of the text for messages.
+    """
+    document: Any = None
+    if len(body) <= _MAX_JSON_BODY and body[:1] == b"{":
+        # RecursionError: deeply nested JSON ("{" * 3000) must not escape the core.
+        with contextlib.suppress(ValueError, RecursionError):
+            document = json.loads(body)
+    reason = timestamp = None
+    if isinstance(document, dict):
+        value = document.get("reason")
+        reason = value if isinstance(value, str) else None
+        value = document.get("timestamp")
+        timestamp = value if isinstance(value, int) and not isinstance(value, bool) else None
+    if reason is not None:
+        return reason, timestamp, None
+    return None, timestamp, _detail(body)
+
+
+def _detail(raw: bytes) -> str:
+    text = raw[: _DETAIL_CHARS * 4].decode("utf-8", "replace")
+    shortened = "".join(ch if ch.isprintable() else "?" for ch in text[:_DETAIL_CHARS])
     return (
-        reason if isinstance(reason, str) else None,
-        timestamp if isinstance(timestamp, int) and not isinstance(timestamp, bool) else None,
+        shortened + "..."
+        if len(text) > _DETAIL_CHARS or len(raw) > _DETAIL_CHARS * 4
+        else shortened
     )

@@ -392,10 +392,10 @@ class Dispatcher:
         # of bodies per round trip, so only more connections raise the rate.
         if any(
             (c.core.capacity > 0 and not c.core.window_blocked)
-            or c.state == PooledConnection.CHECKING
+            or (c.state == PooledConnection.CHECKING and c.core.accepting)
             for c in live
         ):
-            return []
+            return []  # (a draining connection being checked brings no capacity back)
         # A connection that has not yet seen SETTINGS may soon allow many more streams.
         if any(not c.core.settings_received for c in live):
             return []
@@ -633,10 +633,11 @@ class Dispatcher:
         self._detach(ticket)
         if ticket.done:
             return
-        # REFUSED_STREAM: not processed (RFC 9113 section 8.7), safe to resend.
+        # REFUSED_STREAM: not processed (RFC 9113 section 8.7), safe to resend, and at once:
+        # nginx refuses streams sent before its first SETTINGS (http2_body_preread_size 0),
+        # which is no reason to wait for a backoff (issue 10). Still bounded by max_attempts.
         if event.retry_safe and ticket.attempts < self._retry.max_attempts:
-            delay = self._retry.delay(ticket.attempts, self._random())
-            self._requeue(ticket, delay, now, "stream refused")
+            self._requeue(ticket, 0.0, now, "stream refused")
             return
         error = ConnectionLostError(
             f"APNs reset the stream (HTTP/2 error code {event.error_code:#x})"
@@ -752,7 +753,9 @@ class Dispatcher:
         """PING ``conn``; until the ack it takes no new notifications, without one it is lost."""
         if conn.state != PooledConnection.READY or conn.ping_deadline is not None:
             return
-        if conn.core.finished or not conn.core.accepting:
+        # A draining connection (after GOAWAY) is checked too: a server that goes silent
+        # after GOAWAY must not hold its notifications until their deadline (issue 10).
+        if conn.core.finished:
             return
         conn.state = PooledConnection.CHECKING
         conn.core.send_ping(now)

@@ -49,6 +49,9 @@ class ResponseReceived(Event):
     """Every response header, pseudo-headers included, in order."""
     body: bytes = field(repr=False)
     """The raw body (JSON for errors, empty on success for device pushes)."""
+    detail: str | None = None
+    """For an error response whose body is not the expected small JSON object with a
+    ``reason``: a short, printable, truncated copy of the body for error messages."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -106,6 +109,9 @@ class ConnectionTerminated(Event):
     """``reason`` from JSON debug data (APNs sends e.g. ``{"reason": "Shutdown"}``)."""
     debug_data: bytes = field(repr=False)
     """The raw GOAWAY debug data."""
+    detail: str | None = None
+    """When the debug data is not the expected small JSON object with a ``reason``: a short,
+    printable, truncated copy of it for error messages (some servers send plain text)."""
     remote: bool
     """True when the server ended the connection."""
     unprocessed: list[Any]

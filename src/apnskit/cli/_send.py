@@ -491,7 +491,8 @@ def parse_line(
     if kwargs["topic"] is None:
         raise LineError('"topic": missing (and no --topic given)', data, None)
     try:
-        notification = Notification(token, payload, **kwargs)
+        # The line's "token" is to_dict()'s "device_token"; the rest has the same names.
+        notification = Notification.from_dict({"device_token": token, "payload": payload, **kwargs})
     except ApnsError as error:
         raise LineError(f"invalid notification: {error}", data, None) from None
     return data, notification

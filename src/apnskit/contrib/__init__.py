@@ -1,1 +1,1 @@
-"""Optional integrations (OpenTelemetry, Django, ...), each behind its own extra."""
+"""Optional integrations (OpenTelemetry, Django, Celery, ...), each behind its own extra."""
