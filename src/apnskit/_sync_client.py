@@ -480,8 +480,6 @@ class PushClient(ClientBase):
         credentials = self._credentials
         while True:
             with self._cond:
-                if self._closed:
-                    return
                 connected = list(self._connected)
                 self._connected.clear()
             for conn, stream, error in connected:

@@ -14,7 +14,14 @@ from typing import Any
 
 import anyio
 import pytest
-from client_support import FAST_RETRY, Client, echo, notification, requests_per_id, token_credentials
+from client_support import (
+    FAST_RETRY,
+    Client,
+    echo,
+    notification,
+    requests_per_id,
+    token_credentials,
+)
 
 import apnskit
 import apnskit._async_client as async_client_module
@@ -26,7 +33,7 @@ from apnskit.testing import FakeTransport, Fault, MockApnsServer, ReceivedReques
 pytestmark = pytest.mark.anyio
 
 
-class Interrupted(Exception):
+class InterruptedWaitError(Exception):
     """Stands for a KeyboardInterrupt or a signal handler's exception in a waiting thread."""
 
 
@@ -39,7 +46,7 @@ def test_interrupted_follower_thread_does_not_strand_the_others(
     # Threads named "interrupted-*" are interrupted as soon as they wait as followers.
     class RaisingEvent(threading.Event):
         def wait(self, timeout: float | None = None) -> bool:
-            raise Interrupted
+            raise InterruptedWaitError
 
     original_init = sync_client_module._Wakeup.__init__
 
@@ -71,7 +78,7 @@ def test_interrupted_follower_thread_does_not_strand_the_others(
     def send(name: str, item: apnskit.Notification) -> None:
         try:
             results[name] = client.send(item)
-        except Interrupted:
+        except InterruptedWaitError:
             results[name] = "interrupted"
 
     try:
@@ -279,7 +286,8 @@ async def test_send_many_gives_a_result_to_everything_it_took_before_close(
         source = source_sync()
 
     results: list[apnskit.PushResult] = []
-    with pytest.raises(apnskit.ClientClosedError, match="not yet taken"):
+
+    async def collect() -> None:
         if client.is_async:
             async with contextlib.aclosing(source):
                 async for result in client.inner.send_many(source):
@@ -287,6 +295,9 @@ async def test_send_many_gives_a_result_to_everything_it_took_before_close(
         else:
             for result in client.inner.send_many(source):
                 results.append(result)
+
+    with pytest.raises(apnskit.ClientClosedError, match="not yet taken"):
+        await collect()
     per_id = Counter(str(r.apns_id) for r in results)
     assert len(taken) > 1500
     assert sorted(per_id) == sorted(taken)  # everything taken has a result
@@ -306,7 +317,7 @@ class _CountingAnyio:
     def __getattr__(self, name: str) -> Any:
         return getattr(anyio, name)
 
-    def Event(self) -> Any:  # noqa: N802 - stands in for anyio.Event
+    def Event(self) -> Any:
         counter = self
         inner = anyio.Event()
 
@@ -370,7 +381,7 @@ class _StuckWriteTransport(FakeTransport):
                 transport.max_writers = max(transport.max_writers, transport.writers)
                 try:
                     if transport.stuck:
-                        while not transport.release.is_set():
+                        while not transport.release.is_set():  # noqa: ASYNC110 - set by aclose()
                             await anyio.sleep(0.01)
                         raise apnskit.ConnectionLostError("write ended by close")
                     await inner.write(data)
@@ -402,11 +413,11 @@ async def test_close_never_writes_beside_a_stuck_driver(
             results.append(await client.send(notification()))
 
         group.start_soon(sender)
-        while not transport.requests:
+        while not transport.requests:  # noqa: ASYNC110 - polls the fake server's state
             await anyio.sleep(0.01)
         transport.stuck = True
         group.start_soon(sender)  # the driver writes this one, and the write hangs
-        while client.dispatcher.outstanding < 2 or not transport.writers:
+        while client.dispatcher.outstanding < 2 or not transport.writers:  # noqa: ASYNC110
             await anyio.sleep(0.01)
         with anyio.fail_after(10):
             await client.close()

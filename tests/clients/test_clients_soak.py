@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 from client_support import Client, echo, notification, token_credentials
 
@@ -199,7 +200,7 @@ async def _async_round(
                 ledger.cancelled.add(str(item.apns_id))  # its caller left: nothing returned
             else:
                 ledger.got(result)
-            await anyio.sleep(0)
+            await anyio.lowlevel.checkpoint()
 
     async def source() -> AsyncIterator[apnskit.Notification]:
         for i in range(count):

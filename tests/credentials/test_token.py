@@ -602,9 +602,7 @@ def test_ed25519_key_says_so(key_to_pem: Any) -> None:
         )
 
 
-def test_renewal_schedule_runs_on_the_monotonic_clock(
-    p8_pem: bytes, jwt_verifier: Any
-) -> None:
+def test_renewal_schedule_runs_on_the_monotonic_clock(p8_pem: bytes, jwt_verifier: Any) -> None:
     # Issue 11 item 9: a wall-clock step (NTP, a VM resumed) must neither renew the token
     # early (a storm of renewals, TooManyProviderTokenUpdates) nor keep it past its hour.
     from conftest import FakeClock

@@ -45,9 +45,9 @@ from apnskit._core.events import (
 )
 from apnskit._errors import (
     ApnsError,
+    ClientClosedError,
     ConnectError,
     ConnectionLostError,
-    ClientClosedError,
     DeadlineExceededError,
     InvalidNotificationError,
 )

@@ -188,13 +188,16 @@ def _remaining(deadline: float | None) -> float | None:
         return None
     left = deadline - time.monotonic()
     if left <= 0:
-        raise socket.timeout("connect deadline passed")
+        raise TimeoutError("connect deadline passed")
     return left
 
 
 def _resolve(host: str, port: int, deadline: float | None) -> list[Any]:
-    """``getaddrinfo`` bounded by ``deadline``: the C call cannot be interrupted, so it runs in
-    a daemon thread that is left behind if it takes too long."""
+    """``getaddrinfo`` bounded by ``deadline``.
+
+    The C call cannot be interrupted, so it runs in a daemon thread that is left behind if it
+    takes too long.
+    """
     try:
         ipaddress.ip_address(host)
     except ValueError:
@@ -216,7 +219,7 @@ def _resolve(host: str, port: int, deadline: float | None) -> list[Any]:
     threading.Thread(target=resolve, name="apnskit-dns", daemon=True).start()
     left = _remaining(deadline)
     if not done.wait(left):
-        raise socket.timeout(f"resolving {host!r} (DNS) timed out")
+        raise TimeoutError(f"resolving {host!r} (DNS) timed out")
     result = outcome[0]
     if isinstance(result, BaseException):
         raise result
