@@ -91,8 +91,10 @@ class AsyncPushClient(ClientBase):
         management_port: Override the channel-management port (default 2195 sandbox,
             2196 production, or ``port`` when ``host`` is overridden).
         ca_file: An extra trust anchor (PEM) besides the system store.
-        ssl_context: A ready TLS context to use instead of building one (ALPN ``h2`` is set
-            on it and a client certificate loaded into it).
+        ssl_context: A ready TLS context to use as given, never changed: it must offer ALPN
+            ``h2`` (else :class:`apnskit.ConfigurationError`) and, with certificate
+            credentials, already hold the client certificate
+            (``credentials.configure_ssl_context(context)`` loads it).
         transport: The network seam; :class:`apnskit.testing.FakeTransport` swaps in a fake.
         timeout: Connect timeout, per-notification deadline, PING health checks.
         limits: Connections in the pool and notifications in flight.
@@ -130,6 +132,9 @@ class AsyncPushClient(ClientBase):
         """Send one notification and wait for its result.
 
         Rejections are returned, not raised; call ``result.raise_for_status()`` to raise.
+        Cancelling the call (a timeout around it) withdraws the notification: it is not sent
+        if it was still queued, and its stream is reset if it was written (APNs may have it
+        already).
 
         Raises:
             ClientClosedError: The client was closed.
@@ -168,6 +173,10 @@ class AsyncPushClient(ClientBase):
         one result; order follows completion. Leaving the loop early cancels what is still
         pending (close the iterator, e.g. with ``contextlib.aclosing``, for that to happen at
         once).
+
+        Raises:
+            ClientClosedError: The client was closed: before the first item, or meanwhile (then
+                after a result for every notification already taken from the iterable).
         """
         self._check_open()
         if isinstance(notifications, AsyncIterable):

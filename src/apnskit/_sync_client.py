@@ -100,8 +100,10 @@ class PushClient(ClientBase):
         management_port: Override the channel-management port (default 2195 sandbox,
             2196 production, or ``port`` when ``host`` is overridden).
         ca_file: An extra trust anchor (PEM) besides the system store.
-        ssl_context: A ready TLS context to use instead of building one (ALPN ``h2`` is set
-            on it and a client certificate loaded into it).
+        ssl_context: A ready TLS context to use as given, never changed: it must offer ALPN
+            ``h2`` (else :class:`apnskit.ConfigurationError`) and, with certificate
+            credentials, already hold the client certificate
+            (``credentials.configure_ssl_context(context)`` loads it).
         transport: The network seam; :class:`apnskit.testing.FakeTransport` swaps in a fake.
         timeout: Connect timeout, per-notification deadline, PING health checks.
         limits: Connections in the pool and notifications in flight.
@@ -146,7 +148,10 @@ class PushClient(ClientBase):
     def send(self, notification: Any) -> PushResult:
         """Send one notification and wait for its result.
 
-        Rejections are returned, not raised; call ``result.raise_for_status()`` to raise.
+        Rejections are returned, not raised; call ``result.raise_for_status()`` to raise. If
+        the wait is interrupted (KeyboardInterrupt, an exception from a signal handler), the
+        notification is withdrawn: not sent if it was still queued, its stream reset if it
+        was written (APNs may have it already).
 
         Raises:
             ClientClosedError: The client was closed.
@@ -183,6 +188,10 @@ class PushClient(ClientBase):
         only as fast as in-flight room frees up (``Limits.max_in_flight``), so memory stays
         flat. Every notification yields exactly one result; order follows completion.
         Leaving the loop early (``break``, an exception) cancels what is still pending.
+
+        Raises:
+            ClientClosedError: The client was closed: before the first item, or meanwhile (then
+                after a result for every notification already taken from the iterable).
         """
         with self._cond:
             self._check_open()
