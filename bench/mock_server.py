@@ -6,23 +6,37 @@ limit from 1) go through h2; after that the client sends pre-encoded request fra
 ``--in-flight`` streams open per connection, and scans the reply frames itself. The client is
 kept that lean so the figure measures the server, not the client.
 
+In the same run, against the same server, h2load (nghttp2's load generator, Debian package
+nghttp2-client) sends the same requests over as many connections with as many streams in
+flight each: a client nobody here wrote, in C, and a check that the mock serves it (issue 17).
+Its figure includes its connection set-up and the first request each connection waits for.
+
     .venv/bin/python bench/mock_server.py [--notifications 20000] [--runs 5]
                                           [--connections 1] [--in-flight 500]
+                                          [--h2load-runs RUNS] [--busy-loops 0]
 
-Prints each run and the median in notifications per second.
+Prints each run and the median in notifications per second, for both clients, and how many
+h2load runs had every request answered with a 2xx. ``--busy-loops N`` keeps N processes
+spinning during the h2load runs: on a busy machine eager clients race the server's SETTINGS,
+which the mock used to answer with GOAWAY (issue 17; ``--runs 1 --h2load-runs 20
+--busy-loops 2 --notifications 2000 --in-flight 100`` counts that).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
+import shutil
 import socket
 import ssl
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 import h2.config
 import h2.connection
@@ -192,17 +206,86 @@ def drive(conn: Connection, total: int, in_flight: int, result: list[int]) -> No
     result.append(bad)
 
 
+_H2LOAD_RATE = re.compile(r"finished in [\d.]+m?s, (?P<rate>[\d.]+) req/s")
+_H2LOAD_REQUESTS = re.compile(
+    r"requests: (?P<total>\d+) total, [^\n]*? (?P<succeeded>\d+) succeeded[^\n]*"
+)
+_H2LOAD_2XX = re.compile(r"status codes: (?P<ok>\d+) 2xx")
+
+
+def run_h2load(port: int, authorization: str, args: argparse.Namespace) -> list[float]:
+    """h2load against the same server; prints each run, returns the rates of the clean runs."""
+    if shutil.which("h2load") is None:
+        print("h2load: not installed (Debian: apt-get install nghttp2-client); skipped")
+        return []
+    per_conn = args.notifications // args.connections
+    rates = []
+    busy = [
+        subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.busy_loops)
+    ]
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            body = Path(tmp) / "body.json"
+            body.write_bytes(BODY)
+            command = [
+                "h2load",
+                "-n",
+                str(per_conn * args.connections),
+                "-c",
+                str(args.connections),
+                "-m",
+                str(args.in_flight),
+                "-H",
+                f"authorization: {authorization}",
+                "-H",
+                f"apns-topic: {TOPIC}",
+                "-H",
+                "apns-push-type: alert",
+                "-H",
+                "apns-priority: 10",
+                "-d",
+                str(body),
+                f"https://127.0.0.1:{port}/3/device/{TOKEN}",
+            ]
+            for run in range(args.h2load_runs):
+                out = subprocess.run(command, check=False, capture_output=True, text=True).stdout
+                rate = _H2LOAD_RATE.search(out)
+                requests = _H2LOAD_REQUESTS.search(out)
+                ok = _H2LOAD_2XX.search(out)
+                if rate is None or requests is None or ok is None:
+                    raise SystemExit(f"h2load run {run + 1}: unexpected output:\n{out}")
+                print(f"h2load run {run + 1}: {requests[0]}; {ok[0].split(', ')[0]}")
+                total = int(requests["total"])
+                if int(requests["succeeded"]) == total and int(ok["ok"]) == total:
+                    rates.append(float(rate["rate"]))
+    finally:
+        for loop in busy:
+            loop.kill()
+            loop.wait()
+    print(
+        f"h2load: {len(rates)}/{args.h2load_runs} runs with every request answered 2xx"
+        + (f" ({args.busy_loops} busy loop(s) running)" if args.busy_loops else "")
+    )
+    return rates
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--notifications", type=int, default=20000)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--connections", type=int, default=1, choices=(1, 2))
     parser.add_argument("--in-flight", type=int, default=500)
+    parser.add_argument("--h2load-runs", type=int, help="h2load runs (default: --runs)")
+    parser.add_argument(
+        "--busy-loops", type=int, default=0, help="processes spinning during the h2load runs"
+    )
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:
         serve()
         return 0
+    if args.h2load_runs is None:
+        args.h2load_runs = args.runs
 
     server = subprocess.Popen(
         [sys.executable, __file__, "--serve"],
@@ -242,10 +325,16 @@ def main(argv: list[str] | None = None) -> int:
                 f"run {run + 1}: {per_conn * len(conns)} notifications "
                 f"in {elapsed:.2f} s = {rate:,.0f}/s"
             )
-        print(
-            f"median: {statistics.median(rates):,.0f} notifications/s "
-            f"({args.connections} connection(s), {args.in_flight} in flight each)"
-        )
+        for conn in conns:
+            conn.sock.close()
+        h2load_rates = run_h2load(info["port"], authorization, args)
+        shape = f"{args.connections} connection(s), {args.in_flight} in flight each"
+        print(f"median, lean client: {statistics.median(rates):,.0f} notifications/s ({shape})")
+        if h2load_rates:
+            print(
+                f"median, h2load:      {statistics.median(h2load_rates):,.0f} notifications/s "
+                f"({shape}; clean runs)"
+            )
     finally:
         if server.stdin is not None:
             server.stdin.close()

@@ -35,3 +35,13 @@ def _replace(match: re.Match[str]) -> str:
 def on_page_content(html: str, **kwargs: Any) -> str:
     """Turn the leftover roles into optional cross-references (resolved by autorefs)."""
     return _ROLE.sub(_replace, html)
+
+
+# "```python notest" marks a block the doc tests skip (pytest-markdown-docs); Python-Markdown's
+# fences take only a language there, and would print such a block as a paragraph.
+_NOTEST_FENCE = re.compile(r"^(\s*```+\s*python)\s+notest\s*$", re.MULTILINE)
+
+
+def on_page_markdown(markdown: str, **kwargs: Any) -> str:
+    """Render ``python notest`` blocks as ordinary Python blocks."""
+    return _NOTEST_FENCE.sub(r"\1", markdown)

@@ -84,7 +84,7 @@ class AsyncPushClient(ClientBase):
         credentials: :class:`apnskit.TokenCredentials` or :class:`apnskit.CertificateCredentials`.
         environment: ``"production"`` or ``"sandbox"``. Required with token credentials
             unless ``host`` is given; picked from a certificate when omitted.
-        host: Override the APNs host (a proxy, or the mock server).
+        host: Override the APNs host (the mock server; for a proxy see ``proxy``).
         port: Override the port (default 443; APNs also listens on 2197).
         management_host: Override the channel-management host (default: Apple's, or ``host``
             when that is overridden, as the mock server serves both).
@@ -103,11 +103,19 @@ class AsyncPushClient(ClientBase):
             closed or failed), e.g. for metrics. It runs synchronously in the task doing the I/O:
             keep it quick and do not call the client from it. Its exceptions are logged and
             ignored.
+        proxy: Connect through this proxy: ``"http://[user:password@]host:port"`` (HTTP
+            CONNECT, Basic auth) or ``"socks5://[user:password@]host:port"`` (remote DNS;
+            ``socks5h://`` is the same; needs ``apnskit[socks]``). The TLS session to APNs
+            runs inside the tunnel, its certificate checked as without a proxy. Applies to
+            the channel-management connections too. Not with a custom ``transport``.
+        trust_env: When ``proxy`` is not given, use ``HTTPS_PROXY`` or ``ALL_PROXY`` from the
+            environment unless ``NO_PROXY`` lists the host (as httpx does). False ignores
+            them.
     """
 
     def _check_transport(self, transport: Any) -> Any:
         if transport is None:
-            return AnyioTransport()
+            return AnyioTransport(self._proxy)
         if not callable(getattr(transport, "connect_async", None)):
             raise ConfigurationError(
                 "transport: AsyncPushClient needs an async transport (connect_async())"

@@ -24,6 +24,7 @@ from apnskit._config import (
 )
 from apnskit._core.dispatch import ClientEvent, Dispatcher, Ticket
 from apnskit._errors import ConfigurationError, CredentialsError, InvalidNotificationError
+from apnskit._transports._proxy import Proxy, choose_proxy
 
 __all__ = [
     "ClientBase",
@@ -242,6 +243,8 @@ class ClientBase:
         limits: Limits = DEFAULT_LIMITS,
         retry: RetryPolicy = DEFAULT_RETRY_POLICY,
         event_hook: EventHook | None = None,
+        proxy: str | None = None,
+        trust_env: bool = True,
     ) -> None:
         setup = settle(
             credentials,
@@ -257,7 +260,17 @@ class ClientBase:
         self._setup = setup
         self._credentials = credentials
         self._event_hook = event_hook
+        # A custom transport (FakeTransport, your own) makes its own connections: a proxy
+        # cannot be slid under it, and the environment's is not forced on it.
+        if transport is not None and proxy is not None:
+            raise ConfigurationError(
+                "proxy: a custom transport makes its own connections; give proxy or transport"
+            )
+        self._proxy: Proxy | None = (
+            choose_proxy(proxy, trust_env, setup.host, setup.port) if transport is None else None
+        )
         self._transport = self._check_transport(transport)
+        self._custom_transport = transport is not None
         if management_host is None:
             if host is None:
                 management_host = setup.environment.management_host
@@ -270,6 +283,13 @@ class ClientBase:
         # An explicit management host is Apple's kind: its port follows the environment.
         management_port = management_port or setup.environment.management_port
         self._management_address = (management_host, management_port)
+        # Channel management has its own host: NO_PROXY may list one and not the other, so
+        # its proxy is chosen now, with the same options (and the same errors, up front).
+        self._management_proxy: Proxy | None = (
+            choose_proxy(proxy, trust_env, management_host, management_port)
+            if transport is None
+            else None
+        )
         self._dispatcher = Dispatcher(
             authority=setup.authority,
             credentials=credentials,
@@ -295,7 +315,9 @@ class ClientBase:
 
     def __repr__(self) -> str:
         s = self._setup
-        return f"<{type(self).__name__} {s.environment.value} {s.host}:{s.port}>"
+        # The proxy is shown as scheme://host:port: never its credentials.
+        via = f" via {self._proxy.display}" if self._proxy is not None else ""
+        return f"<{type(self).__name__} {s.environment.value} {s.host}:{s.port}{via}>"
 
     @property
     def environment(self) -> Environment:
@@ -310,7 +332,10 @@ class ClientBase:
             "host": host,
             "port": port,
             "ssl_context": self._setup.ssl_context,
-            "transport": self._transport,
+            # The default transport is rebuilt by the management client with its own proxy.
+            "transport": self._transport if self._custom_transport else None,
+            "proxy": self._management_proxy,
+            "trust_env": False,
             "timeout": self._setup.timeout,
             "limits": Limits(max_connections=1, max_in_flight=self._setup.limits.max_in_flight),
             "retry": self._setup.retry,

@@ -14,6 +14,7 @@ ApnsError
  |    +-- RemoteProtocolError                     ... by the server
  +-- TransportError                               the network failed us
  |    +-- ConnectError                            could not connect (DNS, refused, TLS handshake)
+ |    |    +-- ProxyError                          ... because the proxy refused or failed
  |    +-- ConnectionLostError                     an open connection broke or was closed
  |    +-- ApnsTimeoutError (also TimeoutError)    something took longer than allowed
  |         +-- ConnectTimeoutError (also ConnectError)
@@ -46,6 +47,7 @@ __all__ = [
     "InvalidNotificationError",
     "LocalProtocolError",
     "ProtocolError",
+    "ProxyError",
     "PushRejectedError",
     "RemoteProtocolError",
     "TransportError",
@@ -105,6 +107,29 @@ class TransportError(ApnsError):
 
 class ConnectError(TransportError):
     """A connection could not be established (DNS, refused, TLS handshake, ALPN)."""
+
+
+class ProxyError(ConnectError):
+    """The proxy in front of APNs refused the tunnel, failed, or is unreachable.
+
+    The message names the proxy (scheme, host and port, never its credentials) and what it
+    said: an HTTP status such as ``407 Proxy Authentication Required``, or a SOCKS5 reply.
+
+    Attributes:
+        proxy: The proxy as ``scheme://host:port``, without credentials.
+    """
+
+    def __init__(self, message: str, *, proxy: str) -> None:
+        super().__init__(message)
+        self.proxy = proxy
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Keyword-only arguments survive pickling (multiprocessing, Celery results).
+        return (_make_proxy_error, (str(self), self.proxy))
+
+
+def _make_proxy_error(message: str, proxy: str) -> ProxyError:
+    return ProxyError(message, proxy=proxy)
 
 
 class ConnectionLostError(TransportError):

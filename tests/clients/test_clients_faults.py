@@ -484,6 +484,10 @@ async def test_event_hook_sees_everything(make_client: Callable[..., Client]) ->
     assert result.accepted
     await client.close()
     kinds = [type(e) for e in events]
+    # Handed over once, first of all, from the caller (issue 15: hand-over to result latency).
+    assert kinds.count(apnskit.NotificationSubmitted) == 1
+    assert kinds[0] is apnskit.NotificationSubmitted
+    assert events[0].notification is n  # type: ignore[attr-defined]
     assert kinds.count(apnskit.ConnectionFailed) == 1
     assert kinds.count(apnskit.ConnectionOpened) == 1
     assert kinds.count(apnskit.NotificationSent) == 2

@@ -14,6 +14,7 @@ from typing import Any
 import h2.config
 import h2.connection
 import h2.events
+import h2.settings
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
@@ -248,6 +249,24 @@ class H2TestClient:
             if not all(self.responses[s].done for s in sent):
                 self._read_once(deadline)
         return [self.responses[s] for s in sent]
+
+    def send_past_the_limit(self, count: int) -> list[int]:
+        """Open ``count`` push streams in one write, ignoring the server's stream limit.
+
+        A client bug on purpose (RFC 9113 section 5.1.2), to see how the server answers it.
+        """
+        self.h2.remote_settings = h2.settings.Settings(
+            client=False, initial_values={h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: count}
+        )
+        stream_ids = []
+        for _ in range(count):
+            stream_id = self.h2.get_next_available_stream_id()
+            self.h2.send_headers(stream_id, self.headers_for())
+            self.h2.send_data(stream_id, b'{"aps":{"alert":"hi"}}', end_stream=True)
+            self.responses[stream_id] = Response(stream_id)
+            stream_ids.append(stream_id)
+        self._flush()
+        return stream_ids
 
     def _flush(self) -> None:
         data = self.h2.data_to_send()

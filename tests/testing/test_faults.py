@@ -9,7 +9,7 @@ import time
 import pytest
 
 from apnskit.testing import MockApnsServer
-from support.h2client import KEY_ID, SIGNING_KEY, TEAM_ID, H2TestClient, Response, bearer
+from support.h2client import KEY_ID, SIGNING_KEY, TEAM_ID, H2TestClient, bearer
 
 
 def _request(client: H2TestClient) -> tuple[list[tuple[str, str]], bytes]:
@@ -221,25 +221,35 @@ def test_set_max_concurrent_streams_on_live_connections(server: MockApnsServer, 
     assert held.max_streams == 5
 
 
-def test_exceeding_the_stream_limit_is_a_protocol_error(
-    server: MockApnsServer, client: H2TestClient
-) -> None:
-    # Make the client ignore the limit of one stream (RFC 9113 section 5.1.2).
-    from h2.settings import SettingCodes, Settings
+def test_stream_beyond_the_limit_is_refused(server: MockApnsServer, connect) -> None:
+    # RFC 9113 section 5.1.2: REFUSED_STREAM; the client retries, the connection goes on.
+    # A limit of one even after the first success, which would otherwise raise it at once.
+    server.faults.set_max_concurrent_streams(1)
+    client = connect()
+    first, second = client.send_past_the_limit(2)
+    client.wait([first, second])
+    assert client.responses[first].status == 200
+    assert client.responses[second].reset_code == 7  # REFUSED_STREAM
+    assert client.goaway is None
+    assert client.push().status == 200  # retried: the connection still serves
+    [error] = server.errors
+    assert error.startswith("connection 1: TooManyStreams: stream 3 exceeds")
+    assert "refused with RST_STREAM REFUSED_STREAM" in error
 
-    client.h2.remote_settings = Settings(
-        client=False, initial_values={SettingCodes.MAX_CONCURRENT_STREAMS: 10}
-    )
-    headers, body = _request(client)
-    for stream_id in (1, 3):  # both in one write, so they arrive together
-        client.h2.send_headers(stream_id, headers)
-        client.h2.send_data(stream_id, body, end_stream=True)
-        client.responses[stream_id] = Response(stream_id)
-    client.sock.sendall(client.h2.data_to_send())
-    client.read_until(lambda: client.goaway is not None, 2)
-    assert client.goaway is not None
-    assert client.goaway.error_code == 1  # PROTOCOL_ERROR
-    assert any("TooManyStreams" in e for e in server.errors)
+
+def test_strict_stream_limit_is_a_protocol_error(connect) -> None:
+    with MockApnsServer(strict_stream_limit=True, max_concurrent_streams=1) as srv:
+        srv.trust_key(KEY_ID, TEAM_ID, SIGNING_KEY.public_key())
+        client = connect(srv)
+        client.send_past_the_limit(2)
+        client.read_until(lambda: client.goaway is not None, 5)
+        assert client.goaway is not None
+        assert client.goaway.error_code == 1  # PROTOCOL_ERROR
+        assert client.goaway.last_stream_id == 1
+        assert client.responses[1].status == 200
+        [error] = srv.errors
+        assert "stream 3 exceeds SETTINGS_MAX_CONCURRENT_STREAMS 1" in error
+        assert "GOAWAY PROTOCOL_ERROR" in error
 
 
 def test_pipelined_throughput_smoke(server: MockApnsServer, client: H2TestClient) -> None:

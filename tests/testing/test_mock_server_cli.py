@@ -164,6 +164,29 @@ def test_without_strict_unknown_tokens_are_accepted(start) -> None:
         assert client.max_streams == 1000
 
 
+@pytest.mark.parametrize(
+    ("flags", "fatal"), [((), False), (("--strict-stream-limit",), True)], ids=["refuse", "strict"]
+)
+def test_stream_beyond_the_limit_refused_or_strict(start, flags, fatal) -> None:
+    running = start("--max-concurrent-streams", "1", *flags)
+    with H2TestClient(
+        "127.0.0.1", running.port, running.info["CA file"], authorization=running.authorization()
+    ) as client:
+        first, second = client.send_past_the_limit(2)
+        client.wait([first, second])
+        assert client.responses[first].status == 200
+        if fatal:
+            client.read_until(lambda: client.goaway is not None)
+            assert client.goaway is not None
+            assert client.goaway.error_code == 1  # PROTOCOL_ERROR
+            assert client.responses[second].status is None
+        else:
+            assert client.responses[second].reset_code == 7  # REFUSED_STREAM
+            assert client.goaway is None
+            assert client.push().status == 200
+    assert running.finish() == 0
+
+
 def test_log_prints_one_line_per_request_without_the_token(start) -> None:
     running = start("--log", "--unregister", GONE)
     authorization = running.authorization()

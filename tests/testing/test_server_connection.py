@@ -8,7 +8,7 @@ import h2.config
 import h2.connection
 import h2.events
 import pytest
-from h2.settings import SettingCodes
+from h2.settings import SettingCodes, Settings
 
 from apnskit._core._hpack import encode_integer as _hpack_int
 from apnskit.testing import Fault, ReceivedRequest, Reply, ServerConnection
@@ -23,7 +23,7 @@ HEADERS = [
 
 
 class Pair:
-    def __init__(self, app, **kwargs) -> None:
+    def __init__(self, app, *, handshake: bool = True, **kwargs) -> None:
         self.server = ServerConnection(app, **kwargs)
         self.client = h2.connection.H2Connection(
             h2.config.H2Configuration(client_side=True, header_encoding="utf-8")
@@ -32,7 +32,8 @@ class Pair:
         self.server.initiate()
         self.client.initiate_connection()
         self.now = 0.0
-        self.exchange()
+        if handshake:
+            self.exchange()
 
     def exchange(self) -> None:
         for _ in range(4):
@@ -270,3 +271,163 @@ def test_request_repr_hides_the_token() -> None:
     )
     assert "SECRET" not in repr(request)
     assert "bearer <redacted>" in repr(request)
+
+
+# -- the stream limit (issue 17) ----------------------------------------------------------------
+
+
+def _ignore_stream_limit(client: h2.connection.H2Connection) -> None:
+    """Make the h2 client open streams past the server's limit, as a buggy client would."""
+    client.remote_settings = Settings(
+        client=False, initial_values={SettingCodes.MAX_CONCURRENT_STREAMS: 1000}
+    )
+
+
+def test_raised_limit_holds_before_the_client_acknowledges_it() -> None:
+    # The race h2load hit: the client reads the SETTINGS raising the limit and opens streams
+    # at once; they reach the server before its SETTINGS ACK does (RFC 9113 section 6.5.3).
+    pair = Pair(ok, max_concurrent_streams=20, hold_streams_until_success=True)
+    assert pair.server.enforced_max_concurrent_streams == 1
+    pair.request()
+    pair.server.receive_data(pair.client.data_to_send(), 0.0)
+    pair.events.extend(pair.client.receive_data(pair.server.data_to_send()))
+    assert pair.client.remote_settings.max_concurrent_streams == 20
+    assert pair.server.enforced_max_concurrent_streams == 20  # in force once sent
+    ack = pair.client.data_to_send()  # the SETTINGS ACK, still on its way
+    streams = [pair.request() for _ in range(5)]
+    pair.server.receive_data(pair.client.data_to_send(), 0.0)  # the streams overtake it
+    pair.server.receive_data(ack, 0.0)
+    pair.exchange()
+    statuses = [dict(pair.of(h2.events.ResponseReceived, s)[0].headers)[":status"] for s in streams]
+    assert statuses == ["200"] * 5
+    assert pair.of(h2.events.StreamReset) == []
+    assert pair.server.peer_errors == []
+    assert pair.server.error is None
+
+
+def test_lowered_limit_is_enforced_once_acknowledged() -> None:
+    pair = Pair(lambda request: Fault.no_reply(), max_concurrent_streams=10)
+    pair.server.set_max_concurrent_streams(2)
+    cut = pair.server.data_to_send()  # SETTINGS 2, not yet read by the client
+    assert pair.server.enforced_max_concurrent_streams == 10
+    early = [pair.request() for _ in range(4)]  # sent before the client read the cut
+    pair.exchange()
+    assert pair.server.open_stream_count == 4
+    assert pair.server.peer_errors == []
+    pair.events.extend(pair.client.receive_data(cut))
+    pair.exchange()  # the ACK arrives
+    assert pair.server.enforced_max_concurrent_streams == 2
+    _ignore_stream_limit(pair.client)
+    late = pair.request()
+    pair.exchange()
+    [reset] = pair.of(h2.events.StreamReset, late)
+    assert reset.error_code == 7  # REFUSED_STREAM
+    assert pair.server.open_stream_count == 4
+    [problem] = pair.server.peer_errors
+    assert f"stream {late} exceeds SETTINGS_MAX_CONCURRENT_STREAMS 2 (4 open)" in problem
+    assert "REFUSED_STREAM" in problem
+    # Streams the client resets close: below the limit again, a new stream is served.
+    for stream_id in early[:3]:
+        pair.client.reset_stream(stream_id)
+    pair.exchange()
+    assert pair.server.open_stream_count == 1
+    pair.request()
+    pair.exchange()
+    assert pair.server.open_stream_count == 2
+    assert len(pair.server.peer_errors) == 1
+    assert pair.server.error is None
+
+
+def test_no_limit_before_the_preface_settings_are_acknowledged() -> None:
+    # RFC 9113 sections 3.4 and 6.5.2: a client may send requests before it reads the
+    # server's preface, and until then no stream limit applies (nghttp2 opens up to 100).
+    pair = Pair(lambda request: Fault.no_reply(), hold_streams_until_success=True, handshake=False)
+    assert pair.server.max_concurrent_streams == 1
+    assert pair.server.enforced_max_concurrent_streams > 1000
+    for _ in range(3):
+        pair.request()
+    pair.server.receive_data(pair.client.data_to_send(), 0.0)
+    assert pair.server.open_stream_count == 3
+    assert pair.server.peer_errors == []
+    pair.exchange()  # the client reads the preface and acknowledges it
+    assert pair.server.enforced_max_concurrent_streams == 1
+    _ignore_stream_limit(pair.client)
+    late = pair.request()
+    pair.exchange()
+    assert pair.of(h2.events.StreamReset, late)[0].error_code == 7
+    assert len(pair.server.peer_errors) == 1
+
+
+def test_stream_over_the_limit_is_refused_and_the_connection_goes_on() -> None:
+    pair = Pair(ok, max_concurrent_streams=1)
+    _ignore_stream_limit(pair.client)
+    first = pair.request()
+    second = pair.client.get_next_available_stream_id()
+    pair.client.send_headers(second, HEADERS)
+    # Both HEADERS in one read: the first is still open when the second arrives, even if its
+    # reply is produced in between (the client sent the second before it could see it).
+    pair.server.receive_data(pair.client.data_to_send(), 0.0)
+    # The refused stream's body arrives in a later read: ignored, the connection goes on.
+    pair.client.send_data(second, b'{"aps":{}}', end_stream=True)
+    pair.server.receive_data(pair.client.data_to_send(), 0.0)
+    pair.exchange()
+    assert dict(pair.of(h2.events.ResponseReceived, first)[0].headers)[":status"] == "200"
+    assert pair.of(h2.events.StreamReset, second)[0].error_code == 7
+    third = pair.request()
+    pair.exchange()
+    assert dict(pair.of(h2.events.ResponseReceived, third)[0].headers)[":status"] == "200"
+    assert pair.of(h2.events.ConnectionTerminated) == []
+    [problem] = pair.server.peer_errors
+    assert problem.startswith(f"TooManyStreams: stream {second} exceeds")
+    assert not pair.server.goaway_sent
+    assert pair.server.error is None
+
+
+def test_strict_stream_limit_answers_with_goaway_protocol_error() -> None:
+    pair = Pair(ok, max_concurrent_streams=1, strict_stream_limit=True, goaway_linger=1.0)
+    _ignore_stream_limit(pair.client)
+    first = pair.request()
+    second = pair.request()
+    pair.exchange()
+    assert dict(pair.of(h2.events.ResponseReceived, first)[0].headers)[":status"] == "200"
+    assert pair.of(h2.events.ResponseReceived, second) == []
+    [goaway] = pair.of(h2.events.ConnectionTerminated)
+    assert goaway.error_code == 1  # PROTOCOL_ERROR
+    assert goaway.last_stream_id == first  # the refused stream was not processed
+    assert pair.server.error is not None
+    assert f"stream {second} exceeds SETTINGS_MAX_CONCURRENT_STREAMS 1" in pair.server.error
+    assert pair.server.peer_errors == [pair.server.error]
+    assert not pair.server.should_close
+    pair.server.tick(1.0)
+    assert pair.server.should_close
+
+
+def test_closed_streams_are_forgotten() -> None:
+    # h2's own stream count used to prune closed streams; without it they must not pile up.
+    pair = Pair(ok)
+    for _ in range(50):
+        for _ in range(20):
+            pair.request()
+        pair.exchange()
+    assert len(pair.of(h2.events.ResponseReceived)) == 1000
+    assert pair.server.open_stream_count == 0
+    assert len(pair.server._h2.streams) <= 100
+
+
+def test_limit_in_force_with_several_settings_in_flight() -> None:
+    # The highest of the acknowledged value and every value still unacknowledged: the client
+    # may be acting on any of them (RFC 9113 section 6.5.3).
+    pair = Pair(ok, max_concurrent_streams=10)
+    for value in (30, 2, 5):
+        pair.server.set_max_concurrent_streams(value)
+    assert pair.server.max_concurrent_streams == 5
+    assert pair.server.enforced_max_concurrent_streams == 30  # the raise, at once
+    pair.events.extend(pair.client.receive_data(pair.server.data_to_send()))
+    acks = pair.client.data_to_send()
+    assert len(acks) == 3 * 9  # three empty SETTINGS frames with the ACK flag
+    limits = []
+    for index in range(3):
+        pair.server.receive_data(acks[index * 9 : index * 9 + 9], 0.0)
+        limits.append(pair.server.enforced_max_concurrent_streams)
+    # 30 acknowledged (2 and 5 pending); 2 acknowledged (5 pending); 5 acknowledged.
+    assert limits == [30, 5, 5]

@@ -60,6 +60,7 @@ __all__ = [
     "ConnectionOpened",
     "Dispatcher",
     "NotificationSent",
+    "NotificationSubmitted",
     "PooledConnection",
     "ResultReady",
     "RetryScheduled",
@@ -104,6 +105,18 @@ class AuthorizationSource(Protocol):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ClientEvent:
     """Base class of the events a client reports to its ``event_hook`` (for metrics)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NotificationSubmitted(ClientEvent):
+    """A notification was handed to the client; exactly one :class:`ResultReady` follows.
+
+    It is reported from the caller's own thread or task (inside ``send``/``send_many``), so
+    a hook sees the caller's context here, e.g. its tracing span.
+    """
+
+    notification: Any
+    """The notification (or broadcast request), as handed to the client."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -365,6 +378,8 @@ class Dispatcher:
         deadline = None if self._timeout.deadline is None else now + self._timeout.deadline
         ticket = Ticket(item, deadline)
         self._outstanding += 1
+        if self._hook is not None:
+            self._emit(NotificationSubmitted(notification=item))
         if self.closed:
             # A client closed while a send_many() was pulling input: what it pulled still
             # gets its one result.

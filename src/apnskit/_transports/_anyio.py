@@ -9,7 +9,8 @@ import anyio
 from anyio.abc import ByteStream
 from anyio.streams.tls import TLSAttribute, TLSStream
 
-from apnskit._errors import ConnectError, ConnectionLostError
+from apnskit._errors import ApnsError, ConnectError, ConnectionLostError
+from apnskit._transports._proxy import Proxy, connect_tls_async, with_proxy
 from apnskit._transports._socket import connect_timeout_error, map_connect_error
 
 __all__ = ["AnyioStream", "AnyioTransport", "open_tcp_async", "start_tls_async"]
@@ -76,7 +77,14 @@ async def start_tls_async(
 
 
 class AnyioTransport:
-    """The default async transport."""
+    """The default async transport.
+
+    Args:
+        proxy: Open every connection through this proxy (the TLS session runs inside).
+    """
+
+    def __init__(self, proxy: Proxy | None = None) -> None:
+        self.proxy = proxy
 
     async def connect_async(
         self,
@@ -95,16 +103,28 @@ class AnyioTransport:
         raw: ByteStream | None = None
         try:
             with anyio.fail_after(timeout):
-                raw = await open_tcp_async(host, port)
-                stream = await start_tls_async(raw, ssl_context, server_hostname)
-        except TimeoutError as error:
-            if raw is not None:
-                await _close_quietly(raw)
-            raise connect_timeout_error(host, port, timeout) from error
+                if self.proxy is None:
+                    raw = await open_tcp_async(host, port)
+                    stream = await start_tls_async(raw, ssl_context, server_hostname)
+                else:
+                    # The tunnel and the TLS session inside it, within the same budget.
+                    stream = await connect_tls_async(
+                        self.proxy,
+                        host,
+                        port,
+                        ssl_context=ssl_context,
+                        server_hostname=server_hostname,
+                    )
         except Exception as error:
             if raw is not None:
                 await _close_quietly(raw)
-            raise map_connect_error(host, port, error) from error
+            if isinstance(error, TimeoutError) and not isinstance(error, ApnsError):
+                mapped: ConnectError = connect_timeout_error(host, port, timeout)
+            else:
+                mapped = map_connect_error(host, port, error)
+            if self.proxy is not None:
+                mapped = with_proxy(mapped, self.proxy)
+            raise mapped from error
         if stream.extra(TLSAttribute.alpn_protocol, None) != "h2":
             await _close_quietly(stream)
             raise ConnectError(

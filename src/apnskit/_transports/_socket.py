@@ -11,7 +11,8 @@ import threading
 import time
 from typing import Any
 
-from apnskit._errors import ConnectError, ConnectionLostError, ConnectTimeoutError
+from apnskit._errors import ApnsError, ConnectError, ConnectionLostError, ConnectTimeoutError
+from apnskit._transports._proxy import Proxy, open_tunnel, with_proxy
 
 __all__ = [
     "SocketPoller",
@@ -263,7 +264,14 @@ def start_tls(
 
 
 class SocketTransport:
-    """The default sync transport: TCP with ``TCP_NODELAY``, TLS 1.2+, ALPN ``h2``."""
+    """The default sync transport: TCP with ``TCP_NODELAY``, TLS 1.2+, ALPN ``h2``.
+
+    Args:
+        proxy: Open every connection through this proxy (the TLS session runs inside).
+    """
+
+    def __init__(self, proxy: Proxy | None = None) -> None:
+        self.proxy = proxy
 
     def connect(
         self,
@@ -282,14 +290,23 @@ class SocketTransport:
         deadline = None if timeout is None else time.monotonic() + timeout
         raw: socket.socket | None = None
         try:
-            raw = open_tcp(host, port, deadline)
+            if self.proxy is None:
+                raw = open_tcp(host, port, deadline)
+            else:
+                # The tunnel: TLS below runs inside it, checked as without a proxy. The
+                # proxy's connect and handshake share the one connect deadline.
+                raw = open_tunnel(self.proxy, host, port, _remaining(deadline))
             sock = start_tls(raw, ssl_context, server_hostname, deadline)
         except Exception as error:
             if raw is not None:
                 raw.close()
-            if isinstance(error, (socket.timeout, TimeoutError)):
-                raise connect_timeout_error(host, port, timeout) from error
-            raise map_connect_error(host, port, error) from error
+            if isinstance(error, TimeoutError) and not isinstance(error, ApnsError):
+                mapped: ConnectError = connect_timeout_error(host, port, timeout)
+            else:
+                mapped = map_connect_error(host, port, error)
+            if self.proxy is not None:
+                mapped = with_proxy(mapped, self.proxy)
+            raise mapped from error
         if sock.selected_alpn_protocol() != "h2":
             sock.close()
             raise ConnectError(

@@ -31,6 +31,7 @@ from apnskit.cli._options import (
     add_credential_options,
     environment_of,
     load_credentials,
+    option_error,
 )
 from apnskit.cli._send import describe_error, outcome_of, read_payload
 
@@ -239,9 +240,10 @@ def _client(
             ca_file=args.ca_file,
             timeout=timeout,
             retry=retry,
+            proxy=args.proxy,
         )
     except ConfigurationError as error:
-        raise UsageError(str(error)) from None
+        raise option_error(error) from None
     except CredentialsError as error:
         if "environment: must be given" in str(error):
             raise UsageError(

@@ -20,7 +20,8 @@ from cryptography import x509
 from apnskit._client_common import build_ssl_context
 from apnskit._config import DEFAULT_PORT, Environment
 from apnskit._credentials import CertificateCredentials, TokenCredentials
-from apnskit._errors import ConfigurationError
+from apnskit._errors import ConfigurationError, ConnectError
+from apnskit._transports._proxy import Proxy, choose_proxy, open_tunnel
 from apnskit.cli._options import (
     EXIT_CODES_EPILOG,
     EXIT_OK,
@@ -30,6 +31,7 @@ from apnskit.cli._options import (
     add_credential_options,
     environment_of,
     load_credentials,
+    option_error,
 )
 
 __all__ = ["add_check_parser", "run_check"]
@@ -134,7 +136,12 @@ def run_check(args: argparse.Namespace, *, out: TextIO, err: TextIO, stdin: Text
         raise UsageError(f"--port: {port} is not a TCP port number (1..65535)")
     context = _ssl_context(args.ca_file, credentials)
     client_cert = isinstance(credentials, CertificateCredentials)
-    return _connect(host, port, context, args.timeout, environment, client_cert, out, err)
+    try:
+        # As the clients choose: --proxy, else $HTTPS_PROXY/$ALL_PROXY unless $NO_PROXY.
+        proxy = choose_proxy(args.proxy, True, host, port)
+    except ConfigurationError as error:
+        raise option_error(error) from None
+    return _connect(host, port, context, args.timeout, environment, client_cert, out, err, proxy)
 
 
 # -------------------------------------------------------------------------------- credentials
@@ -205,12 +212,39 @@ def _connect(
     client_cert: bool,
     out: TextIO,
     err: TextIO,
+    proxy: Proxy | None = None,
 ) -> int:
     where = (
         f" ({environment.value})" if environment is not None and host == environment.host else ""
     )
     print(f"connecting to {host}:{port}{where}", file=out, flush=True)
+    if proxy is None:
+        raw = _direct(host, port, timeout, out, err)
+    else:
+        raw = _tunnel(host, port, proxy, timeout, out, err)
+    if isinstance(raw, int):
+        return raw
+    return _tls(raw, host, port, context, timeout, client_cert, out, err)
 
+
+def _tunnel(
+    host: str, port: int, proxy: Proxy, timeout: float, out: TextIO, err: TextIO
+) -> socket.socket | int:
+    # 1-2. The proxy resolves the APNs host and opens the TCP connection.
+    started = time.monotonic()
+    try:
+        raw = open_tunnel(proxy, host, port, timeout)
+    except ConnectError as error:
+        return _fail(err, f"proxy: {error}")
+    print(
+        f"  proxy        {proxy.display}: tunnel open in "
+        f"{(time.monotonic() - started) * 1000:.0f} ms (DNS and TCP done by the proxy)",
+        file=out,
+    )
+    return raw
+
+
+def _direct(host: str, port: int, timeout: float, out: TextIO, err: TextIO) -> socket.socket | int:
     # 1. DNS
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
@@ -219,7 +253,7 @@ def _connect(
             err,
             f"DNS: cannot resolve {host} ({error.strerror}). Check the host name and this "
             "machine's DNS settings; a network that reaches the internet only through a proxy "
-            "cannot resolve APNs hosts directly.",
+            "cannot resolve APNs hosts directly: pass --proxy URL (or set HTTPS_PROXY).",
         )
     addresses = sorted({str(info[4][0]) for info in infos})
     print(f"  DNS          {host} -> {', '.join(addresses)}", file=out)
@@ -239,7 +273,7 @@ def _connect(
             err,
             f"TCP: no answer from {host}:{port} within {timeout:g} s: a firewall probably drops "
             "outgoing traffic to this port. Try --port 2197 (APNs' alternative port) or ask for "
-            "the APNs hosts to be allowed; an HTTP proxy does not carry APNs' HTTP/2 directly.",
+            "the APNs hosts to be allowed; behind a proxy, pass --proxy URL.",
         )
     except OSError as error:
         return _fail(
@@ -248,7 +282,19 @@ def _connect(
             "network route and any firewall or proxy.",
         )
     print(f"  TCP          connected in {(time.monotonic() - started) * 1000:.0f} ms", file=out)
+    return raw
 
+
+def _tls(
+    raw: socket.socket,
+    host: str,
+    port: int,
+    context: ssl.SSLContext,
+    timeout: float,
+    client_cert: bool,
+    out: TextIO,
+    err: TextIO,
+) -> int:
     # 3. TLS
     try:
         tls = context.wrap_socket(raw, server_hostname=host)

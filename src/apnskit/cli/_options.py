@@ -30,6 +30,7 @@ __all__ = [
     "add_connection_options",
     "add_credential_options",
     "environment_of",
+    "option_error",
     "load_credentials",
 ]
 
@@ -111,7 +112,7 @@ def add_connection_options(parser: argparse.ArgumentParser) -> None:
         help="the production environment (api.push.apple.com)",
     )
     group.add_argument(
-        "--host", metavar="HOST", help="connect here instead (the mock server, a proxy)"
+        "--host", metavar="HOST", help="connect here instead (the mock server; proxies: --proxy)"
     )
     group.add_argument(
         "--port", metavar="PORT", type=int, help="port (default 443; APNs also listens on 2197)"
@@ -119,6 +120,26 @@ def add_connection_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--ca-file", metavar="FILE", help="extra trusted CA certificates (PEM), e.g. the mock's"
     )
+    group.add_argument(
+        "--proxy",
+        metavar="URL",
+        help=(
+            "connect through this proxy: http://[user:password@]host:port (HTTP CONNECT) or "
+            "socks5://[user:password@]host:port (default: $HTTPS_PROXY or $ALL_PROXY unless "
+            "$NO_PROXY lists the host; NO_PROXY='*' ignores them)"
+        ),
+    )
+
+
+def option_error(error: Exception) -> UsageError:
+    """A client's ConfigurationError as a UsageError naming the command-line option.
+
+    Args:
+        error: The error raised while building the client.
+    """
+    message = str(error)
+    # The client names its argument (proxy=); here it is the option --proxy.
+    return UsageError(f"--{message}" if message.startswith("proxy:") else message)
 
 
 def environment_of(args: argparse.Namespace) -> str | None:

@@ -35,6 +35,7 @@ from apnskit.cli._options import (
     add_credential_options,
     environment_of,
     load_credentials,
+    option_error,
 )
 
 __all__ = ["add_send_parser", "run_send"]
@@ -421,9 +422,10 @@ def _make_client(
             ca_file=args.ca_file,
             timeout=timeout,
             retry=retry,
+            proxy=args.proxy,
         )
     except ConfigurationError as error:
-        raise UsageError(str(error)) from None
+        raise option_error(error) from None
     except CredentialsError as error:
         if "environment: must be given" in str(error):
             raise UsageError(

@@ -83,6 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
         "successful request; default 1000)",
     )
     parser.add_argument(
+        "--strict-stream-limit",
+        action="store_true",
+        help="end the connection with GOAWAY PROTOCOL_ERROR when a client opens a stream "
+        "beyond the limit, instead of refusing that stream with RST_STREAM REFUSED_STREAM",
+    )
+    parser.add_argument(
         "--register",
         type=_registration,
         action="append",
@@ -164,6 +170,7 @@ def run_mock_server(
         environment=args.environment,
         strict=args.strict,
         max_concurrent_streams=args.max_concurrent_streams,
+        strict_stream_limit=args.strict_stream_limit,
         on_request=log if args.log else None,
     )
     for token, topic in args.register:

@@ -116,7 +116,7 @@ class _Link:
         self.stream = stream
         self.send_lock = anyio.Lock()
         self.wake = anyio.Event()
-        self.error_reported = False
+        self.errors_reported = 0
 
     async def flush(self) -> None:
         # Take the bytes under the lock: two tasks flushing must not reorder HTTP/2 frames.
@@ -138,6 +138,11 @@ class MockApnsServer:
         strict: Answer ``BadDeviceToken`` for device tokens never :meth:`register`-ed.
         max_concurrent_streams: SETTINGS_MAX_CONCURRENT_STREAMS (under token auth announced
             after the connection's first successful request; one stream until then).
+        strict_stream_limit: Answer a stream opened beyond the limit in force with GOAWAY
+            PROTOCOL_ERROR, ending the connection, instead of refusing that one stream with
+            RST_STREAM REFUSED_STREAM (which clients retry). Either way it is recorded in
+            :attr:`errors`. A raised limit is in force once sent, a lowered one once the client
+            acknowledges it (RFC 9113 section 6.5.3).
         certfile: A server certificate (PEM) to present instead of the generated one.
         keyfile: Its private key (PEM).
         ca_file: The CA file that signed ``certfile`` (for a self-signed certificate, the
@@ -163,6 +168,7 @@ class MockApnsServer:
         environment: str | Environment = "sandbox",
         strict: bool = False,
         max_concurrent_streams: int = 1000,
+        strict_stream_limit: bool = False,
         certfile: str | os.PathLike[str] | None = None,
         keyfile: str | os.PathLike[str] | None = None,
         ca_file: str | os.PathLike[str] | None = None,
@@ -197,6 +203,9 @@ class MockApnsServer:
         self.auth = auth
         self.environment = Environment.parse(environment)
         self._max_streams = max_concurrent_streams
+        self.strict_stream_limit = strict_stream_limit
+        """GOAWAY PROTOCOL_ERROR (``True``) or REFUSED_STREAM (``False``) for a stream beyond the
+        limit; a change applies to connections opened afterwards."""
         self._certfile = Path(certfile) if certfile is not None else None
         self._keyfile = Path(keyfile) if keyfile is not None else None
         self._given_ca_file = Path(ca_file) if ca_file is not None else None
@@ -228,7 +237,8 @@ class MockApnsServer:
         self.connection_count = 0
         """How many connections completed the TLS handshake so far."""
         self.errors: list[str] = []
-        """Connection-level problems seen (TLS handshake failures, HTTP/2 protocol errors)."""
+        """Connection-level problems seen (TLS handshake failures, HTTP/2 protocol errors,
+        every stream opened beyond the stream limit), oldest first."""
 
     # -- what tests use -----------------------------------------------------------------------
 
@@ -647,6 +657,7 @@ class MockApnsServer:
             connection_id=connection_id,
             max_concurrent_streams=self._max_streams,
             hold_streams_until_success=self.auth == "token",
+            strict_stream_limit=self.strict_stream_limit,
         )
         link = _Link(conn, stream)
         self._links[connection_id] = link
@@ -669,11 +680,12 @@ class MockApnsServer:
             except anyio.EndOfStream:
                 data = b""
             conn.receive_data(data, anyio.current_time())
-            # Record a protocol error before its GOAWAY goes out: a test that has just read
-            # the GOAWAY must find the reason in server.errors.
-            if conn.error is not None and not link.error_reported:
-                link.error_reported = True
-                self.errors.append(f"connection {conn.connection_id}: {conn.error}")
+            # Record protocol errors before their RST_STREAM or GOAWAY goes out: a test that
+            # has just read one must find the reason in server.errors.
+            if len(conn.peer_errors) > link.errors_reported:
+                for problem in conn.peer_errors[link.errors_reported :]:
+                    self.errors.append(f"connection {conn.connection_id}: {problem}")
+                link.errors_reported = len(conn.peer_errors)
             await link.flush()
             if conn.next_timer() is not None:
                 link.wake.set()

@@ -36,9 +36,20 @@ Stream limit: APNs allows one stream on a token-authenticated connection until a
 succeeds, then raises SETTINGS_MAX_CONCURRENT_STREAMS (apns-reference.md, "Connection").
 ``hold_streams_until_success=True`` does the same: the first 2xx reply raises the limit to
 ``max_concurrent_streams``. :meth:`~ServerConnection.set_max_concurrent_streams` changes it
-mid-connection with a new SETTINGS frame. A client that opens more streams than allowed
-breaks RFC 9113 section 5.1.2; h2 answers that with GOAWAY PROTOCOL_ERROR, which this
-connection passes on (the section allows it), so the bug shows loudly in tests.
+mid-connection with a new SETTINGS frame.
+
+Which limit is in force follows RFC 9113 section 6.5.3: a client may act on a SETTINGS frame
+as soon as it reads it, and the server can rely on it only once the ACK arrives. So the limit
+enforced is the highest of the last acknowledged value and every value sent since: a raise
+takes effect when it is sent (no client acting on it can break it), a cut once acknowledged.
+Before the client acknowledges the preface's SETTINGS no limit is in force, the initial value
+of section 6.5.2 (clients may send requests before reading the server's preface, section
+3.4; nghttp2 opens up to 100 streams then). h2 applies a local setting only on its ACK, raises
+included, so this connection counts open streams and enforces the limit itself (issue 17:
+h2load's eager streams got the connection killed). A stream beyond it is a client bug (section
+5.1.2), answered by default with RST_STREAM REFUSED_STREAM, which the section allows and
+clients retry; with ``strict_stream_limit=True`` by GOAWAY PROTOCOL_ERROR, so the bug shows
+loudly. Either way it is recorded in :attr:`ServerConnection.peer_errors`.
 
 Speed: h2 costs a lot per request on CPython. Header validation and normalisation are
 switched off (the app validates what APNs validates), and response headers are encoded by
@@ -51,6 +62,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -60,7 +72,9 @@ from h2.connection import H2Connection
 from h2.events import (
     ConnectionTerminated,
     DataReceived,
+    Event,
     RequestReceived,
+    SettingsAcknowledged,
     StreamEnded,
     StreamReset,
     TrailersReceived,
@@ -99,6 +113,11 @@ if not any(isinstance(f, _NoProviderTokens) for f in _hpack_logger.filters):
 
 #: REFUSED_STREAM (RFC 9113 section 7): the stream was not processed; safe to retry.
 REFUSED_STREAM = 7
+#: PROTOCOL_ERROR (RFC 9113 section 7).
+PROTOCOL_ERROR = 1
+# RFC 9113 section 6.5.2: SETTINGS_MAX_CONCURRENT_STREAMS starts unlimited; stream ids are
+# 31-bit, so no connection can have more open streams than this.
+_NO_LIMIT = 2**31 - 1
 
 # How long a connection stays open after sending GOAWAY so the peer can read it: closing at
 # once, with the peer's frames unread, makes the kernel send RST and the GOAWAY may be lost.
@@ -346,20 +365,24 @@ class _LiteralEncoder:
 
 
 class _H2ServerConnection(H2Connection):
-    """h2's connection with a cheaper stream count.
+    """h2's connection with the stream limit left to :class:`ServerConnection`.
 
-    h2 counts open streams by walking every stream it knows on each new HEADERS frame, which
-    is quadratic when hundreds of requests arrive in one read. The count only decides whether
-    a new stream exceeds SETTINGS_MAX_CONCURRENT_STREAMS: while the number of known streams is
-    below the limit the answer cannot change, so the exact walk is needed only near the limit.
+    h2 checks each new stream against its *acknowledged* local SETTINGS_MAX_CONCURRENT_STREAMS
+    and raises TooManyStreamsError, a connection error, before it decodes the header block.
+    Neither suits this server: a raised limit must hold as soon as it is sent (RFC 9113
+    section 6.5.3, see the module docstring), and refusing one stream with REFUSED_STREAM needs
+    its header block decoded to keep HPACK state in step (section 4.3) and the stream created
+    to reset it. h2 consults :attr:`open_inbound_streams` only for that check, so reporting no
+    open stream switches it off; :class:`ServerConnection` counts and enforces instead.
     """
 
     @property
     def open_inbound_streams(self) -> int:
-        known = len(self.streams)
-        if known + 1 <= self.local_settings.max_concurrent_streams:
-            return known
-        return self._open_streams(int(not self.config.client_side))
+        return 0
+
+    def forget_closed_streams(self) -> None:
+        """Drop closed streams from ``streams``, which h2 did as a side effect of its count."""
+        self._open_streams(0)
 
 
 @dataclass(slots=True)
@@ -383,6 +406,9 @@ class ServerConnection:
             ``max_concurrent_streams`` after the first 2xx reply (APNs token connections).
         goaway_linger: Seconds to keep reading (and discarding) after a GOAWAY before
             :attr:`should_close` turns true.
+        strict_stream_limit: Answer a stream beyond the limit in force with GOAWAY
+            PROTOCOL_ERROR instead of RST_STREAM REFUSED_STREAM (RFC 9113 section 5.1.2 allows
+            both).
     """
 
     def __init__(
@@ -394,6 +420,7 @@ class ServerConnection:
         max_concurrent_streams: int = 1000,
         hold_streams_until_success: bool = False,
         goaway_linger: float = _GOAWAY_LINGER,
+        strict_stream_limit: bool = False,
     ) -> None:
         if max_concurrent_streams < 1:
             raise ValueError(f"max_concurrent_streams: {max_concurrent_streams} must be >= 1")
@@ -402,6 +429,18 @@ class ServerConnection:
         self._max_streams = max_concurrent_streams
         self._holding = hold_streams_until_success
         self._goaway_linger = goaway_linger
+        self._strict_stream_limit = strict_stream_limit
+        # The stream limit in force (RFC 9113 section 6.5.3): the last value the client
+        # acknowledged and the values of the SETTINGS frames sent since, oldest first. Every
+        # SETTINGS frame this connection sends carries the limit, so each ACK pops one.
+        self._acked_limit = _NO_LIMIT
+        self._unacked_limits: deque[int] = deque()
+        # Streams open or half-closed (section 5.1.2 counts both).
+        self._open: set[int] = set()
+        # Streams this server closed while handling the current read: they still count for
+        # HEADERS later in the same read, which the client sent before it could see them close.
+        self._receiving = False
+        self._closed_in_read: list[int] = []
         config = H2Configuration(
             client_side=False,
             header_encoding=None,
@@ -425,6 +464,9 @@ class ServerConnection:
         """True once a GOAWAY was sent; further requests are ignored."""
         self.error: str | None = None
         """Why the connection ended, when the peer broke HTTP/2."""
+        self.peer_errors: list[str] = []
+        """Every HTTP/2 rule the peer broke, oldest first: streams beyond the limit (refused or,
+        with ``strict_stream_limit``, fatal) and the error that ended the connection."""
 
     # -- public API -----------------------------------------------------------------------
 
@@ -437,6 +479,20 @@ class ServerConnection:
     def max_concurrent_streams(self) -> int:
         """The stream limit currently announced (1 while held)."""
         return 1 if self._holding else self._max_streams
+
+    @property
+    def enforced_max_concurrent_streams(self) -> int:
+        """The stream limit in force now (RFC 9113 section 6.5.3; see the module docstring).
+
+        The highest of the last value the client acknowledged (unlimited before it
+        acknowledges the preface) and every value sent since.
+        """
+        return max((self._acked_limit, *self._unacked_limits))
+
+    @property
+    def open_stream_count(self) -> int:
+        """Streams the client opened that are not closed yet (RFC 9113 section 5.1.2)."""
+        return len(self._open)
 
     @property
     def open_request_count(self) -> int:
@@ -455,6 +511,7 @@ class ServerConnection:
             },
         )
         self._h2.initiate_connection()
+        self._unacked_limits.append(self.max_concurrent_streams)
         self._h2.increment_flow_control_window(_CONNECTION_WINDOW - 65535)
 
     def set_max_concurrent_streams(self, value: int) -> None:
@@ -463,7 +520,7 @@ class ServerConnection:
             raise ValueError(f"max_concurrent_streams: {value} must be >= 1")
         self._max_streams = value
         if not self._holding and not self.goaway_sent:
-            self._h2.update_settings({SettingCodes.MAX_CONCURRENT_STREAMS: value})
+            self._announce_limit(value)
 
     def receive_data(self, data: bytes, now: float) -> None:
         """Feed bytes read from the peer; replies are queued for :meth:`data_to_send`.
@@ -483,11 +540,28 @@ class ServerConnection:
         except ProtocolError as exc:
             # h2 queued a GOAWAY with the right error code; send it, then close.
             self.error = f"{type(exc).__name__}: {exc}"
+            self.peer_errors.append(self.error)
             self.goaway_sent = True
             self._pending.clear()
             self._delayed.clear()
             self._closing_at = now + self._goaway_linger
             return
+        self._receiving = True
+        try:
+            self._handle_events(events)
+        finally:
+            self._receiving = False
+            self._open.difference_update(self._closed_in_read)
+            self._closed_in_read.clear()
+        if self._unacked_bytes >= _CONNECTION_WINDOW // 2:
+            self._h2.increment_flow_control_window(self._unacked_bytes)
+            self._unacked_bytes = 0
+        # h2 keeps closed streams in ``streams`` until something prunes them; pruning when
+        # closed ones outnumber open ones keeps the cost constant per stream.
+        if len(self._h2.streams) > 2 * len(self._open) + 64:
+            self._h2.forget_closed_streams()
+
+    def _handle_events(self, events: list[Event]) -> None:
         for event in events:
             if self.goaway_sent or self.should_close:
                 break
@@ -499,17 +573,19 @@ class ServerConnection:
             elif kind is StreamEnded:
                 self._on_end(event.stream_id)  # type: ignore[attr-defined]
             elif kind is StreamReset:
-                self._pending.pop(event.stream_id, None)  # type: ignore[attr-defined]
                 sid = event.stream_id  # type: ignore[attr-defined]
+                self._pending.pop(sid, None)
+                self._open.discard(sid)
                 self._delayed = [d for d in self._delayed if d[1] != sid]
+            elif kind is SettingsAcknowledged:
+                # RFC 9113 section 6.5.3: ACKs come in the order the SETTINGS were sent.
+                if self._unacked_limits:
+                    self._acked_limit = self._unacked_limits.popleft()
             elif kind is TrailersReceived:
                 pass  # APNs requests carry no trailers; END_STREAM comes as StreamEnded.
             elif kind is ConnectionTerminated:
                 # The peer sent GOAWAY: it opens no more streams. Answer nothing further.
                 self.should_close = True
-        if self._unacked_bytes >= _CONNECTION_WINDOW // 2:
-            self._h2.increment_flow_control_window(self._unacked_bytes)
-            self._unacked_bytes = 0
 
     def data_to_send(self) -> bytes:
         """Bytes to write to the network (may be empty)."""
@@ -565,9 +641,30 @@ class ServerConnection:
             headers[name] = value
         stream_id = event.stream_id
         assert stream_id is not None
+        if len(self._open) >= self.enforced_max_concurrent_streams:
+            self._over_limit(stream_id)
+            return
+        self._open.add(stream_id)
         self._pending[stream_id] = _PendingStream(method, path, headers, tuple(duplicates), [])
         if event.stream_ended is not None:
             self._on_end(stream_id)
+
+    def _over_limit(self, stream_id: int) -> None:
+        # RFC 9113 section 5.1.2: a stream beyond the advertised limit is a stream error of
+        # type PROTOCOL_ERROR or REFUSED_STREAM; REFUSED_STREAM tells the client the request
+        # was not processed (section 8.7), so it retries instead of failing it.
+        limit = self.enforced_max_concurrent_streams
+        problem = (
+            f"TooManyStreams: stream {stream_id} exceeds SETTINGS_MAX_CONCURRENT_STREAMS "
+            f"{limit} ({len(self._open)} open)"
+        )
+        if self._strict_stream_limit:
+            self.error = f"{problem}; answered with GOAWAY PROTOCOL_ERROR"
+            self.peer_errors.append(self.error)
+            self._goaway(Fault.goaway(error_code=PROTOCOL_ERROR, reason=None), None)
+            return
+        self.peer_errors.append(f"{problem}; refused with RST_STREAM REFUSED_STREAM")
+        self._h2.reset_stream(stream_id, error_code=REFUSED_STREAM)
 
     def _on_data(self, event: DataReceived) -> None:
         self._unacked_bytes += event.flow_controlled_length or 0
@@ -608,6 +705,7 @@ class ServerConnection:
             else:
                 self._delayed.append((self._now + outcome.seconds, stream_id, outcome.reply))
         elif kind == "reset":
+            self._stream_closed(stream_id)
             self._h2.reset_stream(stream_id, error_code=outcome.error_code)
         elif kind == "no_reply":
             self._last_handled_stream = stream_id
@@ -649,6 +747,9 @@ class ServerConnection:
             headers.append((b"content-type", b"application/json"))
             headers.append((b"content-length", str(len(body)).encode()))
         h2 = self._h2
+        # END_STREAM closes the stream (the request had ended it from its side), and a failed
+        # send means it was closed already.
+        self._stream_closed(stream_id)
         try:
             h2.send_headers(stream_id, headers, end_stream=not body)
             if body:
@@ -662,4 +763,16 @@ class ServerConnection:
         if self._holding and 200 <= reply.status < 300:
             # APNs raises the limit once a token-authenticated request has succeeded.
             self._holding = False
-            h2.update_settings({SettingCodes.MAX_CONCURRENT_STREAMS: self._max_streams})
+            self._announce_limit(self._max_streams)
+
+    def _stream_closed(self, stream_id: int) -> None:
+        if self._receiving:
+            self._closed_in_read.append(stream_id)
+        else:
+            self._open.discard(stream_id)
+
+    def _announce_limit(self, value: int) -> None:
+        # A raise is in force from here on, a cut once acknowledged (RFC 9113 section 6.5.3):
+        # see enforced_max_concurrent_streams.
+        self._h2.update_settings({SettingCodes.MAX_CONCURRENT_STREAMS: value})
+        self._unacked_limits.append(value)

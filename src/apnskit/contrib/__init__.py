@@ -1,0 +1,1 @@
+"""Optional integrations (OpenTelemetry, Django, ...), each behind its own extra."""
