@@ -166,7 +166,7 @@ async def test_retiring_connection_that_stops_answering_is_replaced(
         assert client is not None
         if isinstance(event, ConnectionOpened) and event.connection_id == 1:
             conn = next(c for c in client.dispatcher.connections if c.id == 1)
-            left = _RETIRE_AT + 1  # one stream, then it retires (or runs out of ids)
+            left = max(1, _RETIRE_AT)  # one stream, then it retires (or runs out of ids)
             conn.core._next_stream_id = 2**31 - 1 - 2 * (left - 1)
 
     def handler(request: ReceivedRequest) -> Reply | Fault:
@@ -631,3 +631,64 @@ async def test_ssl_context_without_h2_is_refused(make_client: Callable[..., Clie
     for alpn in (None, ["http/1.1"]):
         with pytest.raises(apnskit.ConfigurationError, match=r"ssl_context: .*ALPN 'h2'"):
             make_client(host="127.0.0.1", ssl_context=_spy_context(alpn))
+
+
+def _has_goaway(data: bytes) -> bool:
+    at = 0
+    while at + 9 <= len(data):  # frame header: length (3), type (1), flags, stream (RFC 9113 4.1)
+        if data[at + 3] == 0x7:  # GOAWAY (section 6.8)
+            return True
+        at += 9 + int.from_bytes(data[at : at + 3], "big")
+    return False
+
+
+class _GoawayWriteHangs(FakeTransport):
+    """Streams whose write of a GOAWAY frame hangs (a peer that stopped reading)."""
+
+    def __init__(self) -> None:
+        super().__init__(echo)
+        self.closed: list[int] = []
+
+    async def connect_async(self, host: str, port: int, **kwargs: Any) -> Any:
+        inner = await super().connect_async(host, port, **kwargs)
+        number = self.connections
+        transport = self
+
+        class Stream:
+            async def write(self, data: bytes) -> None:
+                if _has_goaway(data):
+                    await anyio.sleep_forever()
+                await inner.write(data)
+
+            async def read(self) -> bytes:
+                return await inner.read()  # type: ignore[no-any-return]
+
+            async def aclose(self) -> None:
+                transport.closed.append(number)
+                await inner.aclose()
+
+        return Stream()
+
+
+@pytest.mark.parametrize("flavor", ["asyncio", "trio"])
+async def test_release_cancelled_mid_goaway_still_closes_the_socket(
+    make_client: Callable[..., Client],
+) -> None:
+    client: Client | None = None
+
+    def hook(event: Any) -> None:
+        assert client is not None
+        if isinstance(event, ConnectionOpened) and event.connection_id == 1:
+            conn = next(c for c in client.dispatcher.connections if c.id == 1)
+            # One stream, then it is retired.
+            conn.core._next_stream_id = 2**31 - 1 - 2 * (max(1, _RETIRE_AT) - 1)
+
+    transport = _GoawayWriteHangs()
+    client = make_client(transport, limits=apnskit.Limits(max_connections=1), event_hook=hook)
+    assert (await client.send(notification())).accepted
+    # Connection 1 is retired and released by the next driver, whose GOAWAY write hangs;
+    # the caller gives up meanwhile.
+    with anyio.move_on_after(0.2):
+        await client.send(notification())
+    assert 1 in transport.closed  # the socket was closed all the same, not leaked
+    await client.close()
