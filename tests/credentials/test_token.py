@@ -602,13 +602,13 @@ def test_ed25519_key_says_so(key_to_pem: Any) -> None:
         )
 
 
-def test_renewal_schedule_runs_on_the_monotonic_clock(p8_pem: bytes, jwt_verifier: Any) -> None:
+def test_renewal_schedule_runs_on_the_monotonic_clock(
+    p8_pem: bytes, jwt_verifier: Any, clock: Any
+) -> None:
     # Issue 11 item 9: a wall-clock step (NTP, a VM resumed) must neither renew the token
     # early (a storm of renewals, TooManyProviderTokenUpdates) nor keep it past its hour.
-    from conftest import FakeClock
-
-    wall = FakeClock(1_750_000_000.0)
-    mono = FakeClock(100.0)
+    wall = clock
+    mono = type(clock)(100.0)
     creds = TokenCredentials(p8_pem, key_id=KEY_ID, team_id=TEAM_ID, clock=wall, monotonic=mono)
     first = creds.authorization()
     wall.advance(-5 * 3600)  # the clock steps back five hours
