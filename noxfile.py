@@ -30,8 +30,18 @@ def tests(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     """ruff check and ruff format --check."""
     session.install(".[lint]")
-    session.run("ruff", "check", "src", "tests", "examples", "bench", "noxfile.py")
-    session.run("ruff", "format", "--check", "src", "tests", "examples", "bench", "noxfile.py")
+    session.run("ruff", "check", "src", "tests", "examples", "bench", "noxfile.py", "conftest.py")
+    session.run(
+        "ruff",
+        "format",
+        "--check",
+        "src",
+        "tests",
+        "examples",
+        "bench",
+        "noxfile.py",
+        "conftest.py",
+    )
 
 
 @nox.session

@@ -37,9 +37,9 @@ from apnskit._broadcast import (
     get_channel_request,
     list_channels_request,
 )
-from apnskit._client_common import ClientBase, check_broadcast
+from apnskit._client_common import ClientBase, check_broadcast, closed_by_server
 from apnskit._core.dispatch import PooledConnection, Ticket
-from apnskit._errors import ApnsError, ClientClosedError, ConfigurationError, ConnectionLostError
+from apnskit._errors import ApnsError, ClientClosedError, ConfigurationError
 from apnskit._results import PushResult
 from apnskit._transports._anyio import AnyioTransport
 
@@ -508,14 +508,16 @@ class AsyncPushClient(ClientBase):
             try:
                 data = await stream.read()
             except ApnsError as error:
-                dispatcher.connection_lost(conn, error, self._clock())
+                dispatcher.connection_lost(
+                    conn, closed_by_server(conn, self._setup, error), self._clock()
+                )
                 data = None
             else:
                 if data:
                     dispatcher.receive(conn, data, self._clock())
                 else:
                     dispatcher.connection_lost(
-                        conn, ConnectionLostError("APNs closed the TCP connection"), self._clock()
+                        conn, closed_by_server(conn, self._setup), self._clock()
                     )
             self._kick()
             if not data:

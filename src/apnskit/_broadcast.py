@@ -20,9 +20,13 @@ and the broadcast rows of "Handling error responses from APNs". What those pages
   (200, ``{"channels": [...]}``). At most 10,000 channels per app per environment.
 - Channel ids are base64 strings: ``BadChannelId`` is "not properly encoded, or greater than
   the allowed length". Apple does not state the allowed length, so apnskit does not guess one.
-- A channel created with "No Message Stored" (policy 0) only takes broadcasts with
-  ``apns-expiration: 0``; APNs answers ``BadExpirationDate`` otherwise. The client cannot check
-  this (it does not know the channel's policy when it sends); the mock server does.
+- ``apns-expiration`` is "Required" on every broadcast (the broadcast page's header table), so
+  :class:`BroadcastNotification` always sends it: ``0`` (deliver once, store nothing) unless
+  told otherwise. "Providing a nonzero expiration for a channel created with the No Message
+  Stored storage policy results in message rejection" (the same row): on a policy 0 channel
+  only ``apns-expiration: 0`` is accepted. The client cannot check this (it does not know the
+  channel's policy when it sends); the mock server does, and answers ``BadExpirationDate``
+  for a missing or refused expiration.
 
 Where Apple is silent, a comment says so. Nothing here does I/O: the clients send the request
 objects built here (anything with ``method``, ``path``, ``headers`` and ``body``) through
@@ -198,9 +202,13 @@ class BroadcastNotification:
             ``Payload.live_activity_end``, or the equivalent dict) with event ``update`` or
             ``end``: a broadcast cannot start an activity.
         priority: ``apns-priority``: 10, 5 or 1. Omitted, no header is sent (APNs uses 10).
-        expiration: ``apns-expiration``: epoch seconds or an aware datetime. On a channel
-            created with :attr:`MessageStoragePolicy.NO_MESSAGE_STORED` it must be ``0``
-            (APNs answers ``BadExpirationDate``; only the server knows the channel's policy).
+        expiration: ``apns-expiration``: epoch seconds or an aware datetime; default ``0``
+            (deliver once, store nothing). Apple requires the header on every broadcast, so it
+            is always sent. On a channel created with
+            :attr:`MessageStoragePolicy.NO_MESSAGE_STORED` it must be ``0`` (APNs rejects any
+            other value; only the server knows the channel's policy). On a
+            :attr:`~MessageStoragePolicy.MOST_RECENT_MESSAGE_STORED` channel give a date for
+            APNs to store the update until.
         apns_request_id: ``apns-request-id``, a UUID APNs echoes (it makes one if omitted).
 
     Raises:
@@ -216,7 +224,7 @@ class BroadcastNotification:
     priority: Priority | int | None = None
     """The priority (normalized to :class:`~apnskit.Priority`), or None."""
     expiration: int | datetime | None = None
-    """Expiration as int epoch seconds (a datetime is converted), or None."""
+    """Expiration as int epoch seconds (a datetime is converted); ``0`` when not given."""
     apns_request_id: str | uuid.UUID | None = None
     """The ``apns-request-id`` as a lowercase UUID string, or None."""
 
@@ -279,11 +287,11 @@ class BroadcastNotification:
                 raise _fail("priority", f"{priority!r} is not 10, 5 or 1")
             setattr_(self, "priority", normalized)
             headers.append(("apns-priority", str(int(normalized))))
-        expiration = self.expiration
-        if expiration is not None:
-            expiration = _epoch("expiration", expiration)
-            setattr_(self, "expiration", expiration)
-            headers.append(("apns-expiration", str(expiration)))
+        # Apple lists apns-expiration as "Required" for broadcasts (see the module docstring);
+        # 0 is the value every channel accepts.
+        expiration = 0 if self.expiration is None else _epoch("expiration", self.expiration)
+        setattr_(self, "expiration", expiration)
+        headers.append(("apns-expiration", str(expiration)))
         request_id = self.apns_request_id
         if request_id is not None:
             request_id = _check_request_id(request_id)
@@ -657,3 +665,7 @@ def check_deleted(
         push_type=None,
         request_id=result.request_id,
     )
+
+
+# Like the errors in apnskit._errors: tracebacks name it as users import it.
+ChannelError.__module__ = "apnskit"

@@ -22,17 +22,25 @@ from apnskit._config import (
     RetryPolicy,
     Timeout,
 )
-from apnskit._core.dispatch import ClientEvent, Dispatcher, Ticket
-from apnskit._errors import ConfigurationError, CredentialsError, InvalidNotificationError
+from apnskit._core.dispatch import ClientEvent, Dispatcher, PooledConnection, Ticket
+from apnskit._errors import (
+    ApnsError,
+    ConfigurationError,
+    ConnectionLostError,
+    CredentialsError,
+    InvalidNotificationError,
+)
 from apnskit._transports._proxy import Proxy, choose_proxy
 
 __all__ = [
+    "CERTIFICATE_REFUSED",
     "ClientBase",
     "ClientSetup",
     "Credentials",
     "EventHook",
     "build_ssl_context",
     "check_broadcast",
+    "closed_by_server",
     "settle",
 ]
 
@@ -74,6 +82,32 @@ class ClientSetup:
     retry: RetryPolicy
 
 
+#: What it means when a server closes a connection before its first SETTINGS frame while we
+#: present a client certificate. With TLS 1.3 the client's handshake is over before the server
+#: has checked the certificate, so the refusal arrives as a close (or an alert) on the first
+#: read. ``apnskit check --connect`` says the same.
+CERTIFICATE_REFUSED = (
+    "the server closed the connection right after the TLS handshake: it refused the client "
+    "certificate (issued by a CA it does not trust, expired or revoked, or for the other "
+    "environment; 'apnskit check --cert FILE --connect' shows which)"
+)
+
+
+def closed_by_server(
+    conn: PooledConnection, setup: ClientSetup, error: ApnsError | None = None
+) -> ApnsError:
+    """The error for a connection the server closed (``error``: the read failure, if any).
+
+    Args:
+        conn: The connection that was closed.
+        setup: The client's setup (token or certificate auth).
+        error: What the read raised, or None at a clean end of stream.
+    """
+    if not setup.token_auth and not conn.core.settings_received:
+        return ConnectionLostError(CERTIFICATE_REFUSED)
+    return error if error is not None else ConnectionLostError("APNs closed the TCP connection")
+
+
 def build_ssl_context(
     credentials: Credentials | None, ca_file: str | None, ssl_context: ssl.SSLContext | None
 ) -> ssl.SSLContext:
@@ -93,8 +127,11 @@ def build_ssl_context(
             try:
                 context.load_verify_locations(cafile=ca_file)
             except (OSError, ssl.SSLError) as error:
+                # ssl.SSLError is an OSError: its reason ("NO_CERTIFICATE_OR_CRL_FOUND") or
+                # the system's words ("no such file or directory"), not "[Errno 2] ...".
+                why = getattr(error, "reason", None) or (error.strerror or str(error)).lower()
                 raise ConfigurationError(
-                    f"ca_file: cannot load {ca_file!r} as PEM certificates: {error}"
+                    f"ca_file: cannot load {ca_file!r} as PEM certificates: {why}"
                 ) from error
         if credentials is not None:
             credentials.configure_ssl_context(context)

@@ -30,6 +30,7 @@ import json
 import logging
 import os
 import re
+import secrets
 import ssl
 import tempfile
 import threading
@@ -114,6 +115,19 @@ def _read_file(what: str, path: str | os.PathLike[str]) -> bytes:
         raise CredentialsError(
             f"{what} {os.fspath(path)}: cannot be read ({exc.strerror or type(exc).__name__})"
         ) from None
+
+
+def _looks_like_pkcs12(data: bytes) -> bool:
+    """Whether ``data`` starts like a PKCS#12 PFX: a DER SEQUENCE whose first item is version 3.
+
+    RFC 7292 section 4: ``PFX ::= SEQUENCE { version INTEGER {v3(3)}, ... }``. Checked so that
+    a file that is not PKCS#12 at all is not reported as a password problem.
+    """
+    if len(data) < 5 or data[0] != 0x30:
+        return False
+    length_octets = data[1] & 0x7F if data[1] & 0x80 else 0
+    start = 2 + length_octets
+    return data[start : start + 3] == b"\x02\x01\x03"
 
 
 def _pem_blocks(data: bytes) -> list[tuple[bytes, bytes]]:
@@ -247,6 +261,8 @@ class TokenCredentials:
             CredentialsError: The file is missing or unreadable, the key ID cannot be found, or
                 the key is not usable.
         """
+        # Read first: a missing file is the problem to report, not its name.
+        data = _read_file("key file", path)
         if key_id is None:
             match = _KEY_FILE_NAME_RE.fullmatch(Path(path).name)
             if match is None:
@@ -255,7 +271,6 @@ class TokenCredentials:
                     "'AuthKey_<KEYID>.p8' to take it from; pass key_id="
                 )
             key_id = match.group(1)
-        data = _read_file("key file", path)
         return cls(data, key_id=key_id, team_id=team_id, **kwargs)
 
     @property
@@ -501,6 +516,13 @@ class CertificateCredentials:
         """
         data = _read_file("certificate file", path)
         if b"-----BEGIN" not in data:
+            if not _looks_like_pkcs12(data):
+                # Not a password problem: no password turns this into a certificate.
+                raise CredentialsError(
+                    f"certificate file {os.fspath(path)}: neither PEM (no '-----BEGIN' line) "
+                    "nor PKCS#12 (.p12); export the push certificate with its key from "
+                    "Keychain Access as .p12, or give PEM files"
+                )
             if key_file is not None:
                 raise CredentialsError(
                     f"key_file: {os.fspath(path)} is a PKCS#12 file, which carries its own key; "
@@ -549,11 +571,10 @@ class CertificateCredentials:
         else:
             if secret is None:
                 raise CredentialsError(
-                    f"password: {source} needs a password (or is not a PKCS#12 or PEM file); "
-                    "pass password="
+                    f"password: {source} is protected by a password; pass password="
                 )
             raise CredentialsError(
-                f"password: wrong password for {source} (or it is not a PKCS#12 file)"
+                f"password: wrong password for {source} (or the file is damaged)"
             )
         # A certificate without its key comes back among the extra certificates, so the key is
         # checked first to name what is really missing.
@@ -670,9 +691,11 @@ class CertificateCredentials:
     def configure_ssl_context(self, context: ssl.SSLContext) -> None:
         """Load the certificate and key into ``context`` as its client certificate.
 
-        ``SSLContext.load_cert_chain`` reads only files, so the PEM is written with 0600
+        ``SSLContext.load_cert_chain`` reads only files, so a PEM is written with 0600
         permissions into a private (0700) temporary directory and removed as soon as it is
-        loaded.
+        loaded. The private key in it is encrypted (PKCS#8, AES-256) with a random password
+        that exists only in this process's memory: a kill between writing and removing leaves
+        no usable key on disk.
 
         Args:
             context: The client TLS context.
@@ -680,12 +703,13 @@ class CertificateCredentials:
         Raises:
             CredentialsError: The TLS library refused the certificate or key.
         """
+        secret = secrets.token_bytes(32)
         pem = b"".join(
             [
                 self._key.private_bytes(
                     serialization.Encoding.PEM,
                     serialization.PrivateFormat.PKCS8,
-                    serialization.NoEncryption(),
+                    serialization.BestAvailableEncryption(secret),
                 ),
                 self._certificate.public_bytes(serialization.Encoding.PEM),
                 *(c.public_bytes(serialization.Encoding.PEM) for c in self._chain),
@@ -698,7 +722,7 @@ class CertificateCredentials:
             with os.fdopen(fd, "wb") as file:
                 file.write(pem)
             try:
-                context.load_cert_chain(path)
+                context.load_cert_chain(path, password=secret)
             except ssl.SSLError as exc:
                 # OpenSSL's reason names the problem; it never contains key material.
                 reason = getattr(exc, "reason", None) or exc

@@ -188,3 +188,11 @@ def _describe(item: object) -> str:
 
 class ClientClosedError(ApnsError):
     """A client was used after it was closed."""
+
+
+# Tracebacks and reprs show the public name (apnskit.CredentialsError), not the private module
+# it is defined in; `except apnskit.CredentialsError` is what users write. Pickling still works:
+# apnskit re-exports every one of them under that name.
+for _name in __all__:
+    globals()[_name].__module__ = "apnskit"
+del _name

@@ -1026,11 +1026,16 @@ class Notification:
         # getattr: a repr may be asked for while __post_init__ is still rejecting the object
         # (tracebacks, debuggers, hypothesis reports); it must not raise then.
         resolved = getattr(self, "resolved_push_type", None)
+        given = self.push_type
         parts = [
             f"device_token={self.device_token!r}",
             f"topic={self.topic!r}",
-            f"push_type={resolved.value if resolved else self.push_type!r}",
+            # What the attribute holds; an inferred type is shown apart, so that the repr never
+            # claims a push_type the attribute does not have.
+            f"push_type={given.value if isinstance(given, PushType) else given!r}",
         ]
+        if given is None and resolved is not None:
+            parts.append(f"resolved_push_type={resolved.value!r}")
         if self.apns_id is not None:
             parts.append(f"apns_id={self.apns_id!r}")
         body = getattr(self, "body", None)

@@ -39,7 +39,7 @@ from apnskit._broadcast import (
     get_channel_request,
     list_channels_request,
 )
-from apnskit._client_common import ClientBase, check_broadcast
+from apnskit._client_common import ClientBase, check_broadcast, closed_by_server
 from apnskit._core.dispatch import PooledConnection, Ticket
 from apnskit._errors import (
     ApnsError,
@@ -579,7 +579,7 @@ class PushClient(ClientBase):
                 self._dispatcher.receive(conn, b"".join(chunks), now)
             if error is not None or eof:
                 self._dispatcher.connection_lost(
-                    conn, error or ConnectionLostError("APNs closed the TCP connection"), now
+                    conn, closed_by_server(conn, self._setup, error), now
                 )
 
     def _open(self, conn: PooledConnection) -> None:

@@ -37,11 +37,16 @@ CHANNELS_PATH = f"/1/apps/{BUNDLE}/channels"
 BODY = json.dumps(UPDATE).encode()
 
 
-def broadcast_headers(channel: str | None, **extra: str) -> list[tuple[str, str]]:
+def broadcast_headers(channel: str | None, **extra: str | None) -> list[tuple[str, str]]:
+    # apns-expiration is required on every broadcast (Apple's header table): 0 unless given;
+    # apns_expiration=None leaves it out.
+    extra = {"apns_expiration": "0", **extra}
     headers = [("apns-push-type", "liveactivity")]
     if channel is not None:
         headers.append(("apns-channel-id", channel))
-    headers.extend((name.replace("_", "-"), value) for name, value in extra.items())
+    headers.extend(
+        (name.replace("_", "-"), value) for name, value in extra.items() if value is not None
+    )
     return headers
 
 
@@ -318,10 +323,13 @@ def test_broadcast_push_type(server: MockApnsServer, client: H2Client) -> None:
         (1, "2000000000", 200),
         (1, "0", 200),
         (0, "soon", 400),
+        # Apple lists apns-expiration as "Required" on broadcasts, whatever the policy.
+        (0, None, 400),
+        (1, None, 400),
     ],
 )
 def test_expiration_against_storage_policy(
-    server: MockApnsServer, client: H2Client, policy: int, expiration: str, status: int
+    server: MockApnsServer, client: H2Client, policy: int, expiration: str | None, status: int
 ) -> None:
     channel = server.create_channel(BUNDLE, policy)
     response = client.request(

@@ -42,7 +42,13 @@ def test_minimal_broadcast_request() -> None:
     note = make(payload=UPDATE_PAYLOAD)
     assert note.method == "POST"
     assert note.path == "/4/broadcasts/apps/com.example.app"
-    assert note.headers == (("apns-push-type", "liveactivity"), ("apns-channel-id", CHANNEL))
+    # apns-expiration is required by Apple on every broadcast: 0 unless given.
+    assert note.headers == (
+        ("apns-push-type", "liveactivity"),
+        ("apns-channel-id", CHANNEL),
+        ("apns-expiration", "0"),
+    )
+    assert note.expiration == 0
     assert json.loads(note.body) == UPDATE_PAYLOAD.to_dict()
 
 

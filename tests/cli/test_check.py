@@ -38,7 +38,7 @@ def test_damaged_key_exits_2(cli, tmp_path) -> None:
 def test_bad_team_id_exits_2(apns: TokenServer, cli) -> None:
     run = cli("check", "--key", str(apns.key.path), "--team-id", "lower")
     assert run.code == 2
-    assert "team_id" in run.err
+    assert "--team-id: 'lower' is not a valid Apple identifier" in run.err
 
 
 def test_no_credentials_and_no_connect_exits_2(cli) -> None:

@@ -192,7 +192,7 @@ def test_topic_suffix_mismatch_is_invalid(apns: TokenServer, cli) -> None:
         ),
         (["--alert", "a", "--failed-out", "x.jsonl"], "--failed-out: only with --from"),
         (["--alert", "a", "--from", "x.jsonl"], "--from and --token"),
-        (["--alert", "a", "--attempts", "0"], "max_attempts"),
+        (["--alert", "a", "--attempts", "0"], "--attempts: 0 must be at least 1"),
     ],
 )
 def test_usage_errors_exit_2(apns: TokenServer, cli, extra, message) -> None:
@@ -233,7 +233,7 @@ def test_sandbox_and_production_are_exclusive(apns: TokenServer, cli) -> None:
             ["--key", "/nonexistent/AuthKey_ABCDEFGHIJ.p8", "--team-id", "TEAM123456"],
             "no such file",
         ),
-        (["--key", "/tmp/key.p8", "--team-id", "TEAM123456"], "key_id: not given"),
+        (["--key", "/tmp/key.p8", "--team-id", "TEAM123456"], "/tmp/key.p8: no such file"),
         (["--key", "/tmp/AuthKey_ABCDEFGHIJ.p8"], "--team-id: required"),
         (["--key", "k.p8", "--cert", "c.pem"], "give one, not both"),
         ([], "credentials: give --key"),

@@ -222,7 +222,9 @@ def test_pkcs12_wrong_password(cert_factory: Any, tmp_path: Path) -> None:
 def test_pkcs12_missing_password(cert_factory: Any, tmp_path: Path) -> None:
     path = tmp_path / "push.p12"
     path.write_bytes(p12(cert_factory(), PASSWORD.encode()))
-    with pytest.raises(CredentialsError, match=r"password: .*push.p12 needs a password.*password="):
+    with pytest.raises(
+        CredentialsError, match=r"password: .*push.p12 is protected by a password; pass password="
+    ):
         CertificateCredentials.from_file(path)
 
 
@@ -266,8 +268,29 @@ def test_pkcs12_without_key_or_certificate(cert_factory: Any, tmp_path: Path) ->
 def test_neither_pem_nor_pkcs12(tmp_path: Path) -> None:
     path = tmp_path / "junk.bin"
     path.write_bytes(b"\x00\x01\x02 not a certificate")
-    with pytest.raises(CredentialsError, match=r"not a PKCS#12 or PEM file"):
+    with pytest.raises(CredentialsError, match=r"junk.bin: neither PEM .* nor PKCS#12") as info:
         CertificateCredentials.from_file(path)
+    # Not blamed on a password: none would help.
+    assert "password" not in str(info.value)
+
+
+@pytest.mark.parametrize("password", [None, "secret"])
+def test_garbage_is_not_blamed_on_the_password(tmp_path: Path, password: str | None) -> None:
+    path = tmp_path / "push.p12"
+    path.write_bytes(bytes(range(256)) * 2)
+    with pytest.raises(CredentialsError, match=r"push.p12: neither PEM .* nor PKCS#12"):
+        CertificateCredentials.from_file(path, password=password)
+
+
+def test_damaged_pkcs12_with_a_password_names_both_causes(
+    cert_factory: Any, tmp_path: Path
+) -> None:
+    data = bytearray(p12(cert_factory(), PASSWORD.encode()))
+    data[-40:] = bytes(40)  # the MAC at the end no longer matches
+    path = tmp_path / "push.p12"
+    path.write_bytes(bytes(data))
+    with pytest.raises(CredentialsError, match=r"wrong password for .*push.p12 \(or the file is"):
+        CertificateCredentials.from_file(path, password=PASSWORD)
 
 
 # -- validity ----------------------------------------------------------------------------------
@@ -388,8 +411,15 @@ def test_key_file_is_private_and_removed(
     assert not call["path"].parent.exists()
     content = call["content"]
     assert content.count(b"-----BEGIN CERTIFICATE-----") == 2
-    assert b"-----BEGIN PRIVATE KEY-----" in content  # decrypted for OpenSSL, never left on disk
-    assert call["password"] is None
+    # The key is never on disk in plain text: encrypted with a random in-memory password.
+    assert b"-----BEGIN PRIVATE KEY-----" not in content
+    assert b"-----BEGIN ENCRYPTED PRIVATE KEY-----" in content
+    assert isinstance(call["password"], bytes)
+    assert len(call["password"]) >= 16
+    key_block = content[: content.index(b"-----END ENCRYPTED PRIVATE KEY-----") + 36]
+    with pytest.raises((TypeError, ValueError)):
+        serialization.load_pem_private_key(key_block, None)
+    serialization.load_pem_private_key(key_block, call["password"])
 
 
 def test_key_file_removed_when_loading_fails(
@@ -500,3 +530,31 @@ def test_wrong_argument_types(cert_factory: Any) -> None:
         CertificateCredentials.from_pem(issued.cert_pem.decode(), issued.key_pem())
     with pytest.raises(CredentialsError, match=r"password: must be str or bytes, not int"):
         CertificateCredentials.from_pem(issued.cert_pem, issued.key_pem(), password=1234)  # type: ignore[arg-type]
+
+
+def test_pkcs12_key_is_never_written_in_plain_text(
+    cert_factory: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Issue 12: a kill between writing the temporary file and removing it must not leave the
+    # .p12's private key readable on disk.
+    path = tmp_path / "push.p12"
+    path.write_bytes(p12(cert_factory(), PASSWORD.encode()))
+    creds = CertificateCredentials.from_file(path, password=PASSWORD)
+    on_disk: list[bytes] = []
+    real = ssl.SSLContext.load_cert_chain
+
+    def spy(self: ssl.SSLContext, certfile: Any, keyfile: Any = None, password: Any = None) -> None:
+        on_disk.append(Path(certfile).read_bytes())
+        real(self, certfile, keyfile, password)
+
+    monkeypatch.setattr(ssl.SSLContext, "load_cert_chain", spy)
+    creds.configure_ssl_context(ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT))
+    assert len(on_disk) == 1
+    plain = creds._key.private_bytes(
+        serialization.Encoding.DER,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    assert b"-----BEGIN PRIVATE KEY-----" not in on_disk[0]
+    assert b"ENCRYPTED PRIVATE KEY" in on_disk[0]
+    assert plain not in on_disk[0]

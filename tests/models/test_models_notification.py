@@ -587,3 +587,14 @@ def test_live_activity_payload_needs_the_liveactivity_push_type() -> None:
         Notification("ab" * 32, payload, topic="com.example.app", push_type="alert")
     inferred = Notification("ab" * 32, payload, topic="com.example.app.push-type.liveactivity")
     assert inferred.resolved_push_type is PushType.LIVEACTIVITY
+
+
+def test_repr_shows_push_type_as_the_attribute_holds_it() -> None:
+    # Issue 12: push_type was None while the repr said 'alert'.
+    inferred = make({"aps": {"alert": "hi"}})
+    assert inferred.push_type is None
+    assert "push_type=None" in repr(inferred)
+    assert "resolved_push_type='alert'" in repr(inferred)
+    given = make({"aps": {"alert": "hi"}}, push_type="alert")
+    assert "push_type='alert'" in repr(given)
+    assert "resolved_push_type" not in repr(given)

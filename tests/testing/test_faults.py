@@ -318,3 +318,19 @@ def test_forced_replies_to_broadcast_requests_echo_the_request_id(
     assert given.status == made.status == 500
     assert given.headers["apns-request-id"] == _GIVEN_ID
     assert _UUID.fullmatch(made.headers["apns-request-id"])
+
+
+def test_received_counts_requests_answered_by_goaway_and_says_so(
+    server: MockApnsServer, client: H2TestClient
+) -> None:
+    # Issue 12: `received` holds requests that got no HTTP answer; its docs now say so.
+    assert client.push().status == 200
+    server.faults.goaway_after(0)
+    client.send_many([_request(client)])
+    goaway = [r for r in server.received if r.outcome == "goaway"]
+    assert len(goaway) == 1
+    assert goaway[0].status is None
+    doc = MockApnsServer.received.__doc__ or ""
+    assert "GOAWAY" in doc
+    assert 'outcome == "goaway"' in doc
+    assert "status" in doc

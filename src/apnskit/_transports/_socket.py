@@ -44,9 +44,12 @@ def map_connect_error(host: str, port: int, error: BaseException) -> ConnectErro
     if isinstance(error, socket.gaierror):
         return ConnectError(f"cannot resolve {host!r} (DNS): {error.strerror or error}")
     if isinstance(error, ssl.SSLCertVerificationError):
+        # The client may or may not have been given a ca_file; the text fits both cases.
         return ConnectError(
-            f"TLS certificate of {where} did not verify: {error.verify_message or error}. "
-            "Pass ca_file= to trust a private CA (a proxy or the mock server)."
+            f"TLS certificate of {where} did not verify ({error.verify_message or error}): "
+            "no CA this client trusts signed it. A private CA (a TLS-intercepting proxy's, "
+            "the mock server's) must be given as ca_file=, and a ca_file= already given does "
+            "not hold the CA that signed this server's certificate."
         )
     if isinstance(error, ssl.SSLError):
         return ConnectError(f"TLS handshake with {where} failed: {error.reason or error}")

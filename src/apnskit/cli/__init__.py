@@ -28,7 +28,9 @@ from apnskit.cli._options import (
     EXIT_CODES_EPILOG,
     EXIT_TRANSPORT,
     EXIT_USAGE,
+    CommandParser,
     UsageError,
+    in_cli_terms,
 )
 from apnskit.cli._send import add_send_parser
 
@@ -43,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     Returns:
         The parser; each command's namespace carries its ``handler``.
     """
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="apnskit",
         description="Apple Push Notification service (APNs) from the command line.",
         epilog="Start with: apnskit demo\n\n" + EXIT_CODES_EPILOG,
@@ -105,15 +107,16 @@ def main(
     try:
         code: int = args.handler(args, out=out, err=err, stdin=inp)
     except UsageError as error:
-        print(f"apnskit {command}: {error}", file=err)
-        print(f"(see 'apnskit {command} --help')", file=err)
+        # One line, like argparse's own errors (CommandParser): the option, the rule, where
+        # to look.
+        print(f"apnskit {command}: {error} (see 'apnskit {command} --help')", file=err)
         return EXIT_USAGE
     except (CredentialsError, ConfigurationError, InvalidNotificationError) as error:
         # All three say what is wrong with the input, and none carries a secret.
-        print(f"apnskit {command}: {error}", file=err)
+        print(f"apnskit {command}: {in_cli_terms(str(error))}", file=err)
         return EXIT_USAGE
     except ApnsError as error:
-        print(f"apnskit {command}: {type(error).__name__}: {error}", file=err)
+        print(f"apnskit {command}: {type(error).__name__}: {in_cli_terms(str(error))}", file=err)
         return EXIT_TRANSPORT
     except KeyboardInterrupt:
         print(f"apnskit {command}: interrupted", file=err)

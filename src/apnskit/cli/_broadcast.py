@@ -22,6 +22,7 @@ from apnskit._models import Alert, LiveActivityEvent, Payload
 from apnskit._results import PushResult
 from apnskit._sync_client import PushClient
 from apnskit.cli._options import (
+    CHANNELS_EXIT_CODES,
     EXIT_CODES_EPILOG,
     EXIT_OK,
     EXIT_REJECTED,
@@ -29,9 +30,11 @@ from apnskit.cli._options import (
     UsageError,
     add_connection_options,
     add_credential_options,
+    add_sending_options,
     environment_of,
     load_credentials,
     option_error,
+    port_number,
 )
 from apnskit.cli._send import describe_error, outcome_of, read_payload
 
@@ -71,7 +74,8 @@ examples:
   apnskit broadcast ... --event end --content-state '{"score": "3 - 1"}' --dismissal-date 0
   apnskit broadcast ... --payload update.json          (or --payload - to read stdin)
 
-A channel created with --policy no-storage only takes broadcasts with --expiration 0.
+apns-expiration is required on every broadcast: without --expiration, 0 is sent (deliver
+once, store nothing), the only value a --policy no-storage channel takes.
 
 """
 
@@ -89,7 +93,7 @@ def _add_shared(parser: argparse.ArgumentParser, *, management: bool) -> None:
         group.add_argument(
             "--management-port",
             metavar="PORT",
-            type=int,
+            type=port_number,
             help="its port (default 2195 sandbox, 2196 production, or --port with --host)",
         )
     parser.add_argument(
@@ -101,23 +105,7 @@ def _add_shared(parser: argparse.ArgumentParser, *, management: bool) -> None:
         "--request-id", metavar="UUID", help="apns-request-id (APNs makes one if omitted)"
     )
     parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
-    parser.add_argument(
-        "--attempts",
-        type=int,
-        default=3,
-        metavar="N",
-        help="sends per request, retries included (default 3; create is never resent blindly)",
-    )
-    parser.add_argument(
-        "--connect-timeout", type=float, default=10.0, metavar="SECONDS", help="default 10"
-    )
-    parser.add_argument(
-        "--deadline",
-        type=float,
-        default=30.0,
-        metavar="SECONDS",
-        help="per request, retries included (default 30)",
-    )
+    add_sending_options(parser, what="request", note="; create is never resent blindly")
 
 
 def add_channels_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -133,7 +121,7 @@ def add_channels_parser(subparsers: Any) -> argparse.ArgumentParser:
         "channels",
         help="manage broadcast channels (iOS 18): create, list, get, delete",
         description="Create, list, read and delete an app's Live Activity broadcast channels.",
-        epilog=CHANNELS_EXAMPLES + EXIT_CODES_EPILOG,
+        epilog=CHANNELS_EXAMPLES + CHANNELS_EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -148,7 +136,7 @@ def add_channels_parser(subparsers: Any) -> argparse.ArgumentParser:
             action,
             help=text,
             description=text[0].upper() + text[1:] + ".",
-            epilog=CHANNELS_EXAMPLES + EXIT_CODES_EPILOG,
+            epilog=CHANNELS_EXAMPLES + CHANNELS_EXIT_CODES,
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         _add_shared(sub, management=True)
@@ -161,8 +149,8 @@ def add_channels_parser(subparsers: Any) -> argparse.ArgumentParser:
                 "--policy",
                 choices=list(POLICIES),
                 default="no-storage",
-                help="message storage policy: no-storage (0, the default: broadcasts need "
-                "--expiration 0) or most-recent (1: APNs keeps the latest for offline devices)",
+                help="message storage policy: no-storage (0, the default: broadcasts must have "
+                "expiration 0) or most-recent (1: APNs keeps the latest for offline devices)",
             )
         sub.set_defaults(handler=run_channels)
     return parser
@@ -195,7 +183,8 @@ def add_broadcast_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--expiration",
         type=int,
         metavar="EPOCH",
-        help="apns-expiration, UNIX seconds (0 is required on a no-storage channel)",
+        help="apns-expiration, UNIX seconds (default 0: deliver once, store nothing; a "
+        "no-storage channel takes only 0)",
     )
     payload = parser.add_argument_group(
         "payload (either --payload, or built from --event/--content-state and friends)"

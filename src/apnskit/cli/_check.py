@@ -17,21 +17,23 @@ from typing import Any, TextIO
 
 from cryptography import x509
 
-from apnskit._client_common import build_ssl_context
+from apnskit._client_common import CERTIFICATE_REFUSED, build_ssl_context
 from apnskit._config import DEFAULT_PORT, Environment
 from apnskit._credentials import CertificateCredentials, TokenCredentials
 from apnskit._errors import ConfigurationError, ConnectError
 from apnskit._transports._proxy import Proxy, choose_proxy, open_tunnel
 from apnskit.cli._options import (
-    EXIT_CODES_EPILOG,
+    CHECK_EXIT_CODES,
     EXIT_OK,
     EXIT_TRANSPORT,
     UsageError,
     add_connection_options,
     add_credential_options,
     environment_of,
+    in_cli_terms,
     load_credentials,
     option_error,
+    positive_seconds,
 )
 
 __all__ = ["add_check_parser", "run_check"]
@@ -71,7 +73,7 @@ def add_check_parser(subparsers: Any) -> argparse.ArgumentParser:
             "UID, environments, topics, expiry) and, with --connect, that this machine can open "
             "a TLS connection to APNs: DNS, TCP, certificate chain, TLS version and ALPN."
         ),
-        epilog=CHECK_EXAMPLES + EXIT_CODES_EPILOG,
+        epilog=CHECK_EXAMPLES + CHECK_EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_credential_options(parser)
@@ -81,7 +83,7 @@ def add_check_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--timeout",
-        type=float,
+        type=positive_seconds,
         default=10.0,
         metavar="SECONDS",
         help="for each step of --connect (default 10)",
@@ -106,8 +108,6 @@ def run_check(args: argparse.Namespace, *, out: TextIO, err: TextIO, stdin: Text
         UsageError: The command line cannot work.
         CredentialsError: The credentials cannot be used.
     """
-    if args.timeout <= 0:
-        raise UsageError(f"--timeout: {args.timeout} must be a positive number of seconds")
     credentials: TokenCredentials | CertificateCredentials | None = None
     if args.key or args.cert or not args.connect:
         credentials = load_credentials(args, stdin=stdin, err=err)
@@ -141,7 +141,9 @@ def run_check(args: argparse.Namespace, *, out: TextIO, err: TextIO, stdin: Text
         proxy = choose_proxy(args.proxy, True, host, port)
     except ConfigurationError as error:
         raise option_error(error) from None
-    return _connect(host, port, context, args.timeout, environment, client_cert, out, err, proxy)
+    return _connect(
+        host, port, context, args.timeout, environment, client_cert, args.ca_file, out, err, proxy
+    )
 
 
 # -------------------------------------------------------------------------------- credentials
@@ -200,7 +202,7 @@ def _ssl_context(
     try:
         return build_ssl_context(credentials, ca_file, None)
     except ConfigurationError as error:
-        raise UsageError(f"--ca-file: {str(error).removeprefix('ca_file: ')}") from None
+        raise UsageError(in_cli_terms(str(error))) from None
 
 
 def _connect(
@@ -210,6 +212,7 @@ def _connect(
     timeout: float,
     environment: Environment | None,
     client_cert: bool,
+    ca_file: str | None,
     out: TextIO,
     err: TextIO,
     proxy: Proxy | None = None,
@@ -224,7 +227,7 @@ def _connect(
         raw = _tunnel(host, port, proxy, timeout, out, err)
     if isinstance(raw, int):
         return raw
-    return _tls(raw, host, port, context, timeout, client_cert, out, err)
+    return _tls(raw, host, port, context, timeout, client_cert, ca_file, out, err)
 
 
 def _tunnel(
@@ -292,6 +295,7 @@ def _tls(
     context: ssl.SSLContext,
     timeout: float,
     client_cert: bool,
+    ca_file: str | None,
     out: TextIO,
     err: TextIO,
 ) -> int:
@@ -303,10 +307,7 @@ def _tls(
         return _fail(
             err,
             f"TLS: the server's certificate could not be verified ({error.verify_message}). "
-            "It does not chain to a CA in the trust store: APNs' certificates chain to "
-            "'USERTrust RSA Certification Authority', which an up-to-date system trust store "
-            "has (update the ca-certificates package). A TLS-intercepting proxy presents its "
-            "own CA: trust it with --ca-file; for the mock server pass --ca-file with its CA.",
+            + _untrusted_hint(ca_file),
         )
     except ssl.SSLError as error:
         raw.close()
@@ -349,21 +350,13 @@ def _tls(
             tls.settimeout(timeout)
             tls.sendall(_H2_PREFACE)
             header = _read_exactly(tls, 9)
-        except ssl.SSLError as error:
-            return _fail(
-                err,
-                f"TLS: the server closed the connection ({error.reason or error}); with "
-                "certificate authentication this means it refused the client certificate.",
-            )
         except (OSError, EOFError) as error:
+            # ssl.SSLError is an OSError: a TLS alert here, after the handshake, is the same
+            # refusal as a plain close. The clients say the same words (CERTIFICATE_REFUSED).
             if client_cert:
-                return _fail(
-                    err,
-                    "TLS: the server closed the connection right after the handshake: it "
-                    "refused the client certificate (issued by a CA it does not trust, revoked, "
-                    "or for the other environment).",
-                )
-            return _fail(err, f"HTTP/2: no SETTINGS frame from the server ({error or 'EOF'}).")
+                return _fail(err, f"TLS: {CERTIFICATE_REFUSED}.")
+            reason = getattr(error, "reason", None) or error or "EOF"
+            return _fail(err, f"HTTP/2: no SETTINGS frame from the server ({reason}).")
         if header[3] != _H2_SETTINGS:
             return _fail(
                 err, f"HTTP/2: the server's first frame has type {header[3]}, not SETTINGS."
@@ -372,6 +365,21 @@ def _tls(
         _close_politely(tls, min(timeout, 1.0))
     print("ok", file=out)
     return EXIT_OK
+
+
+def _untrusted_hint(ca_file: str | None) -> str:
+    if ca_file is not None:
+        return (
+            f"It is not signed by the CA in --ca-file {ca_file} (nor by one in the system "
+            "trust store): give the CA that signed this server's certificate (for the mock "
+            "server, the CA file it printed)."
+        )
+    return (
+        "It does not chain to a CA in the trust store: APNs' certificates chain to "
+        "'USERTrust RSA Certification Authority', which an up-to-date system trust store "
+        "has (update the ca-certificates package). A TLS-intercepting proxy presents its "
+        "own CA: trust it with --ca-file; for the mock server pass --ca-file with its CA."
+    )
 
 
 def _close_politely(tls: ssl.SSLSocket, timeout: float) -> None:

@@ -9,11 +9,15 @@ rejection of a malformed token, then the same batch through :class:`~apnskit.Pus
 from __future__ import annotations
 
 import argparse
+import contextlib
 import secrets
+import signal
+import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from types import FrameType
 from typing import Any, TextIO
 
 import anyio
@@ -25,7 +29,6 @@ from apnskit._models import Notification
 from apnskit._results import PushResult
 from apnskit._sync_client import PushClient
 from apnskit.cli._options import EXIT_OK, EXIT_REJECTED, UsageError
-from apnskit.testing import MockApnsServer
 
 __all__ = ["add_demo_parser", "run_demo"]
 
@@ -114,6 +117,9 @@ def run_demo(args: argparse.Namespace, *, out: TextIO, err: TextIO, stdin: TextI
         UsageError: ``--count`` is too small.
     """
     del stdin
+    # Here, not at the top: `import apnskit.cli` (every command) must not load the mock server.
+    from apnskit.testing import MockApnsServer
+
     count = args.count
     if count < 10:
         raise UsageError(f"--count: {count} is too few; give at least 10")
@@ -124,7 +130,7 @@ def run_demo(args: argparse.Namespace, *, out: TextIO, err: TextIO, stdin: TextI
 
     say("apnskit demo: PushClient and AsyncPushClient against an embedded mock APNs server")
     say()
-    with MockApnsServer(strict=True) as server:
+    with _sigterm_unwinds(), MockApnsServer(strict=True) as server:
         key = server.new_token_key()
         credentials = TokenCredentials.from_file(key.path, team_id=key.team_id)
         devices = [secrets.token_hex(32) for _ in range(REGISTERED_DEVICES)]
@@ -262,3 +268,25 @@ def _counter_cell(attribute: str, key: str) -> Callable[[ClientRun], str]:
         return f"{counter[key]:,}"
 
     return cell
+
+
+@contextlib.contextmanager
+def _sigterm_unwinds() -> Iterator[None]:
+    """Make SIGTERM unwind the stack, so the mock server removes its temporary folder.
+
+    That folder holds private keys; by default SIGTERM kills the process at once and leaves it
+    in place. Exits with 143 (128 + SIGTERM), as a shell reports a process killed by SIGTERM.
+    Python lets only the main thread set signal handlers; elsewhere nothing changes.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, handle)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

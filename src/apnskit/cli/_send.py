@@ -10,8 +10,10 @@ line number and original data, to write them to the failed file if they are not 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import stat
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -33,12 +35,17 @@ from apnskit.cli._options import (
     UsageError,
     add_connection_options,
     add_credential_options,
+    add_sending_options,
     environment_of,
+    in_cli_terms,
     load_credentials,
     option_error,
 )
 
 __all__ = ["add_send_parser", "run_send"]
+
+#: Distinct failure causes remembered for the end-of-run report on stderr.
+_MAX_CAUSES = 5
 
 #: Keys a bulk line may carry for the notification.
 LINE_KEYS = frozenset(
@@ -83,7 +90,9 @@ def add_send_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="send notifications (to --token devices, or from a JSONL file with --from)",
         description=(
             "Send a notification to one or more device tokens, or stream many from a JSONL "
-            "file (--from). Every result is printed: token, status, apns-id, reason, timestamp."
+            "file (--from). With --token every result is printed (token, status, apns-id, "
+            "reason, timestamp); with --from a summary by reason, with progress on stderr, and "
+            "the rejected or failed lines go to --failed-out (every result with --json)."
         ),
         epilog=SEND_EXAMPLES + EXIT_CODES_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -151,23 +160,7 @@ def add_send_parser(subparsers: Any) -> argparse.ArgumentParser:
     progress.add_argument(
         "--no-progress", dest="progress", action="store_false", help="never show progress"
     )
-    output.add_argument(
-        "--attempts",
-        type=int,
-        default=3,
-        metavar="N",
-        help="sends per notification, retries included (default 3)",
-    )
-    output.add_argument(
-        "--connect-timeout", type=float, default=10.0, metavar="SECONDS", help="default 10"
-    )
-    output.add_argument(
-        "--deadline",
-        type=float,
-        default=30.0,
-        metavar="SECONDS",
-        help="per notification, retries included (default 30)",
-    )
+    add_sending_options(output, what="notification")
     parser.set_defaults(handler=run_send)
     return parser
 
@@ -249,7 +242,7 @@ def describe_error(error: BaseException | None) -> str | None:
     """
     if error is None:
         return None
-    return f"{type(error).__name__}: {error}"
+    return f"{type(error).__name__}: {in_cli_terms(str(error))}"
 
 
 def outcome_of(result: PushResult) -> str:
@@ -352,11 +345,9 @@ def run_send(args: argparse.Namespace, *, out: TextIO, err: TextIO, stdin: TextI
         raise UsageError("--apns-id: only with a single --token (each notification needs its own)")
     if args.source == "-" and args.payload == "-":
         raise UsageError("--from - and --payload -: stdin can feed only one of them")
-    try:
-        retry = RetryPolicy(max_attempts=args.attempts)
-        timeout = Timeout(connect=args.connect_timeout, deadline=args.deadline)
-    except ConfigurationError as error:
-        raise UsageError(str(error)) from None
+    # The parser checked the numbers (positive_seconds, attempts_count): these cannot fail.
+    retry = RetryPolicy(max_attempts=args.attempts)
+    timeout = Timeout(connect=args.connect_timeout, deadline=args.deadline)
 
     payload = read_payload(args, stdin)
     credentials = load_credentials(args, stdin=stdin, err=err)
@@ -517,6 +508,8 @@ class _Tally:
     interrupted: int = 0
     reasons: Counter[str] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
+    #: "ConnectError: connection to ... refused" -> count; a few distinct texts at most.
+    causes: Counter[str] = field(default_factory=Counter)
 
     @property
     def done(self) -> int:
@@ -544,8 +537,10 @@ class _Progress:
             return
         self._last = now
         elapsed = max(now - self._start, 1e-9)
+        # A rate over less than a second (mostly connection set-up) means nothing yet.
+        rate = f"{tally.done / elapsed:,.0f}/s" if final or elapsed >= 1.0 else "-/s"
         text = (
-            f"{tally.done / elapsed:,.0f}/s  sent {tally.submitted:,}  "
+            f"{rate}  sent {tally.submitted:,}  "
             f"accepted {tally.accepted:,}  rejected {tally.rejected:,}  "
             f"failed {tally.failed:,}  malformed {tally.malformed:,}  {_clock(elapsed)}"
         )
@@ -607,6 +602,8 @@ class BulkSend:
         # In flight only: id(notification) -> (notification, line number, original data).
         self._pending: dict[int, tuple[Notification, int, dict[str, Any]]] = {}
         self._failed_file: IO[str] | None = None
+        #: (device, inode) of the failed file when this run created it, else None.
+        self._created: tuple[int, int] | None = None
         self._line = 0
 
     def run(self, make_client: Any) -> int:
@@ -631,7 +628,7 @@ class BulkSend:
             raise UsageError(f"--from: cannot read {self.source}: {_why(error)}") from None
         try:
             try:
-                self._failed_file = open(self.failed_out, "w", encoding="utf-8")  # noqa: SIM115
+                self._failed_file = self._open_failed_out()
             except OSError as error:
                 raise UsageError(
                     f"--failed-out: cannot write {self.failed_out}: {_why(error)}"
@@ -657,12 +654,44 @@ class BulkSend:
                 self._failed_file.close()
         if self.tally.failed_written == 0:
             # Nothing to pick up: leave no stale file from an earlier run behind.
-            os.unlink(self.failed_out)
+            self._remove_failed_out()
         self._summary(elapsed, interrupted)
         if interrupted:
             return 130
         t = self.tally
         return exit_code(t.accepted, t.rejected, t.failed, t.malformed)
+
+    def _open_failed_out(self) -> IO[str]:
+        """Open ``--failed-out``: a new 0600 regular file, or the special file named.
+
+        The file holds device tokens, so it is created readable by its owner only. An existing
+        regular file is replaced by a new one (as before, its content would be overwritten);
+        anything else (``/dev/null``, a FIFO, a symlink) is opened as it is and never removed.
+        """
+        path = self.failed_out
+        with contextlib.suppress(FileNotFoundError):
+            if stat.S_ISREG(os.lstat(path).st_mode):
+                os.unlink(path)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            # Not a regular file (or one that appeared meanwhile): write to it, keep it.
+            fd = os.open(path, os.O_WRONLY)
+        else:
+            info = os.fstat(fd)
+            self._created = (info.st_dev, info.st_ino)
+        return os.fdopen(fd, "w", encoding="utf-8")
+
+    def _remove_failed_out(self) -> None:
+        """Remove ``--failed-out`` only if it is still the regular file this run created."""
+        if self._created is None:
+            return
+        try:
+            info = os.lstat(self.failed_out)
+        except FileNotFoundError:
+            return
+        if stat.S_ISREG(info.st_mode) and (info.st_dev, info.st_ino) == self._created:
+            os.unlink(self.failed_out)
 
     def _notifications(self, source: Iterable[bytes | str]) -> Iterator[Notification]:
         for raw in source:
@@ -727,6 +756,10 @@ class BulkSend:
         elif result.failed:
             tally.failed += 1
             tally.errors[type(result.error).__name__ if result.error else "unknown"] += 1
+            cause = describe_error(result.error) or "unknown"
+            # Bounded, so a million different messages cannot grow memory without end.
+            if cause in tally.causes or len(tally.causes) < _MAX_CAUSES:
+                tally.causes[cause] += 1
         else:
             tally.rejected += 1
             tally.reasons[f"{result.status} {result.reason or '(no reason)'}"] += 1
@@ -780,6 +813,10 @@ class BulkSend:
         else:
             lines.append("nothing to retry: no failed file written")
         print("\n".join(lines), file=to, flush=True)
+        # Failures are problems: their cause goes to stderr, where a person or a log looks,
+        # not only into the failed file.
+        for cause, n in t.causes.most_common():
+            print(f"apnskit send: {n:,} failed: {cause}", file=self.err, flush=True)
 
 
 def _is_tty(stream: TextIO) -> bool:

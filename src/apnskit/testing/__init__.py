@@ -8,16 +8,53 @@
   ``apns_credentials``), registered through the ``pytest11`` entry point.
 """
 
-from apnskit.testing._application import ApnsApplication, FaultPlan, ReceivedNotification
-from apnskit.testing._fake import FakeTransport
-from apnskit.testing._mock_server import MockApnsServer, TokenKey
-from apnskit.testing._server_connection import (
-    ConnectionContext,
-    Fault,
-    ReceivedRequest,
-    Reply,
-    ServerConnection,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from apnskit.testing._application import ApnsApplication, FaultPlan, ReceivedNotification
+    from apnskit.testing._fake import FakeTransport
+    from apnskit.testing._mock_server import MockApnsServer, TokenKey
+    from apnskit.testing._server_connection import (
+        ConnectionContext,
+        Fault,
+        ReceivedRequest,
+        Reply,
+        ServerConnection,
+    )
+
+# Imported on first use (PEP 562): the pytest plugin, loaded in every project where apnskit is
+# installed, imports this package, and h2 plus the server's logging filter must not come with
+# it until a test uses them.
+_WHERE = {
+    "ApnsApplication": "_application",
+    "FaultPlan": "_application",
+    "ReceivedNotification": "_application",
+    "FakeTransport": "_fake",
+    "MockApnsServer": "_mock_server",
+    "TokenKey": "_mock_server",
+    "ConnectionContext": "_server_connection",
+    "Fault": "_server_connection",
+    "ReceivedRequest": "_server_connection",
+    "Reply": "_server_connection",
+    "ServerConnection": "_server_connection",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_WHERE])
+
 
 __all__ = [
     "ApnsApplication",

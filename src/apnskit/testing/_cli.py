@@ -16,6 +16,7 @@ import threading
 from types import FrameType
 from typing import Any, TextIO
 
+from apnskit.cli._options import CommandParser, listen_port
 from apnskit.testing._application import ReceivedNotification
 from apnskit.testing._mock_server import MockApnsServer
 
@@ -58,7 +59,7 @@ def _registration(text: str) -> tuple[str, str]:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``mock-server``."""
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="apnskit mock-server",
         description="Run a local mock APNs server (HTTP/2 over TLS) for testing APNs clients.",
         epilog="exit codes:\n  0  stopped by Ctrl-C or SIGTERM\n"
@@ -66,7 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    parser.add_argument("--port", type=int, default=2197, help="port (0: any free port)")
+    parser.add_argument(
+        "--port", type=listen_port, default=2197, help="port, 0..65535 (0: any free port)"
+    )
     parser.add_argument(
         "--auth", choices=("token", "certificate"), default="token", help="authentication mode"
     )

@@ -265,7 +265,14 @@ class MockApnsServer:
 
     @property
     def received(self) -> list[ReceivedNotification]:
-        """Every request received so far, in order, with the answer given."""
+        """Every request received so far, in order, with the answer given.
+
+        This includes requests that got no HTTP answer: those the fault plan answered with a
+        GOAWAY (``outcome == "goaway"``), a stream reset, a dropped connection or silence.
+        Their ``status`` is ``None`` and ``outcome`` says what happened; a client resends them,
+        so one notification may appear more than once. Count ``status == 200`` records for what
+        was accepted.
+        """
         with self.app.lock:
             return list(self.app.received)
 

@@ -674,13 +674,17 @@ class BroadcastValidator:
         priority = headers.get("apns-priority")
         if priority is not None and priority not in _PRIORITIES:
             return 400, "BadPriority", None, (), None
+        # Apple, "Sending broadcast push notification requests to APNs" (header table,
+        # https://developer.apple.com/documentation/usernotifications/sending-broadcast-push-notification-requests-to-apns):
+        # apns-expiration is "Required" on every broadcast, and "providing a nonzero expiration
+        # for a channel created with the No Message Stored storage policy results in message
+        # rejection". Apple names no reason for a missing one; the mock answers as for a bad
+        # one (BadExpirationDate), the reason documented for a rejected expiration.
         expiration = headers.get("apns-expiration")
-        if expiration is not None:
-            if not (expiration.isascii() and expiration.isdigit()):
-                return 400, "BadExpirationDate", None, (), None
-            if found.message_storage_policy == 0 and int(expiration) != 0:
-                # Apple: on a "No Message Stored" channel apns-expiration must be 0.
-                return 400, "BadExpirationDate", None, (), None
+        if expiration is None or not (expiration.isascii() and expiration.isdigit()):
+            return 400, "BadExpirationDate", None, (), None
+        if found.message_storage_policy == 0 and int(expiration) != 0:
+            return 400, "BadExpirationDate", None, (), None
         body = request.body
         if not body:
             return 400, "PayloadEmpty", None, (), None

@@ -34,10 +34,12 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from apnskit.testing._mock_server import MockApnsServer
-
+# Nothing heavy at import: pytest loads this plugin (entry point pytest11) in every project
+# where apnskit is installed, so h2, the mock server and its hpack logging filter are
+# imported only when a test asks for a fixture.
 if TYPE_CHECKING:
     from apnskit._credentials import TokenCredentials
+    from apnskit.testing._mock_server import MockApnsServer
 
 __all__ = ["apns_credentials", "apns_server"]
 
@@ -45,6 +47,8 @@ __all__ = ["apns_credentials", "apns_server"]
 @pytest.fixture
 def apns_server() -> Iterator[MockApnsServer]:
     """A started mock APNs server (token auth, sandbox) for the duration of one test."""
+    from apnskit.testing._mock_server import MockApnsServer
+
     with MockApnsServer() as server:
         yield server
 
