@@ -46,7 +46,6 @@ from apnskit._errors import (
     ClientClosedError,
     ConfigurationError,
     ConnectError,
-    ConnectionLostError,
 )
 from apnskit._results import PushResult
 from apnskit._transports import SyncPoller, SyncStream
