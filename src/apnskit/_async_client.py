@@ -5,6 +5,11 @@ long as its own notification is pending it runs one reader task per pooled conne
 its own task group, writes what the cores produce, opens connections and keeps time; then it
 hands over to another waiting task. No background task outlives a call, so the client needs
 no task group of its own and works with or without ``async with``.
+
+Each waiting task sleeps on its own event, set when one of its notifications ends or when the
+driver role is handed to it (as the sync client's threads do): a read wakes only the tasks it
+concerns. A task cancelled while it waits cancels its notification (RST_STREAM if it was
+sent) and passes on the driver role if it was just handed to it.
 """
 
 from __future__ import annotations
@@ -40,8 +45,30 @@ from apnskit._transports._anyio import AnyioTransport
 
 __all__ = ["AsyncPushClient"]
 
-# How long close() waits for the task doing I/O to step down before writing GOAWAY itself.
+# How long close() waits for the task doing I/O to step down before writing GOAWAY itself;
+# if it is still writing then, close() closes the streams without GOAWAY (one writer only).
 _STEP_DOWN_WAIT = 5.0
+# How often a send_many() caller that may pull more input looks at the free room even when
+# none of its own notifications ended (room also frees when other callers' ones end).
+_ROOM_RECHECK = 0.05
+
+
+class _AsyncWakeup:
+    """A waiting task's mailbox: the dispatcher appends its finished tickets and wakes it."""
+
+    __slots__ = ("event", "tickets")
+
+    def __init__(self) -> None:
+        self.event: anyio.Event | None = None
+        self.tickets: deque[Ticket] = deque()
+
+    def append(self, ticket: Ticket) -> None:
+        self.tickets.append(ticket)
+        self.set()
+
+    def set(self) -> None:
+        if self.event is not None:
+            self.event.set()
 
 
 class AsyncPushClient(ClientBase):
@@ -64,8 +91,10 @@ class AsyncPushClient(ClientBase):
         management_port: Override the channel-management port (default 2195 sandbox,
             2196 production, or ``port`` when ``host`` is overridden).
         ca_file: An extra trust anchor (PEM) besides the system store.
-        ssl_context: A ready TLS context to use instead of building one (ALPN ``h2`` is set
-            on it and a client certificate loaded into it).
+        ssl_context: A ready TLS context to use as given, never changed: it must offer ALPN
+            ``h2`` (else :class:`apnskit.ConfigurationError`) and, with certificate
+            credentials, already hold the client certificate
+            (``credentials.configure_ssl_context(context)`` loads it).
         transport: The network seam; :class:`apnskit.testing.FakeTransport` swaps in a fake.
         timeout: Connect timeout, per-notification deadline, PING health checks.
         limits: Connections in the pool and notifications in flight.
@@ -98,8 +127,9 @@ class AsyncPushClient(ClientBase):
         self._closed = False
         self._clock: Callable[[], float] = time.monotonic
         # anyio events need a running event loop, so they are made on first use.
-        self._changed: anyio.Event | None = None
+        self._stepped_down: anyio.Event | None = None  # close() waits for the driver
         self._wake: anyio.Event | None = None
+        self._waiters: set[_AsyncWakeup] = set()
         self._task_group: anyio.abc.TaskGroup | None = None
         self._management: AsyncPushClient | None = None
         self._opening = 0  # connects in progress in the driver's task group
@@ -110,16 +140,35 @@ class AsyncPushClient(ClientBase):
         """Send one notification and wait for its result.
 
         Rejections are returned, not raised; call ``result.raise_for_status()`` to raise.
+        Cancelling the call (a timeout around it) withdraws the notification: it is not sent
+        if it was still queued, and its stream is reset if it was written (APNs may have it
+        already).
 
         Raises:
             ClientClosedError: The client was closed.
         """
-        self._check_open()
-        ticket = self._dispatcher.submit(notification, self._clock())
-        self._kick()
-        await self._wait(lambda: ticket.done)
+        ticket = await self._send_ticket(notification)
         assert ticket.result is not None
         return ticket.result
+
+    async def _send_ticket(self, notification: Any) -> Ticket:
+        """Like :meth:`send`, but returns the finished ticket (for channel management)."""
+        self._check_open()
+        ticket = self._dispatcher.submit(notification, self._clock())
+        wakeup = _AsyncWakeup()
+        ticket.waiter = wakeup
+        self._kick()
+        try:
+            await self._wait(lambda: ticket.done, wakeup)
+        except BaseException:
+            # Cancelled (a timeout around send(), a request handler cancelled): the caller
+            # will never see the result, so the notification is withdrawn rather than sent
+            # later behind its back. One already written may still reach APNs (README).
+            if not ticket.done:
+                self._dispatcher.cancel(ticket, ClientClosedError("send() was cancelled"))
+                self._kick()
+            raise
+        return ticket
 
     async def send_many(
         self, notifications: Iterable[Any] | AsyncIterable[Any]
@@ -132,6 +181,10 @@ class AsyncPushClient(ClientBase):
         one result; order follows completion. Leaving the loop early cancels what is still
         pending (close the iterator, e.g. with ``contextlib.aclosing``, for that to happen at
         once).
+
+        Raises:
+            ClientClosedError: The client was closed: before the first item, or meanwhile (then
+                after a result for every notification already taken from the iterable).
         """
         self._check_open()
         if isinstance(notifications, AsyncIterable):
@@ -141,9 +194,11 @@ class AsyncPushClient(ClientBase):
             async_source = None
             sync_source = iter(notifications)
         exhausted = [False]  # a cell, so the wait predicate sees updates
-        finished: deque[Ticket] = deque()
+        wakeup = _AsyncWakeup()
+        finished = wakeup.tickets
         pending: set[Ticket] = set()
         mine = 0
+        cut = False
         limit = self._setup.limits.max_in_flight
         batch = max(1, min(1000, limit))
         dispatcher = self._dispatcher
@@ -151,6 +206,9 @@ class AsyncPushClient(ClientBase):
             while True:
                 if not exhausted[0]:
                     room = min(limit - dispatcher.outstanding, batch)
+                    if self._closed:
+                        cut = exhausted[0] = True  # take nothing more from the caller
+                        room = 0
                     pulled: list[Any] = []
                     while len(pulled) < room:
                         try:
@@ -163,14 +221,15 @@ class AsyncPushClient(ClientBase):
                             exhausted[0] = True
                             break
                     if pulled:
-                        self._check_open()
+                        # No _check_open() here: after close() each pulled item still gets
+                        # its result (the closed dispatcher ends it with ClientClosedError).
                         now = self._clock()
                         for item in pulled:
                             ticket = dispatcher.submit(item, now)
                             if ticket.done:
                                 finished.append(ticket)
                             else:
-                                ticket.waiter = finished
+                                ticket.waiter = wakeup
                                 pending.add(ticket)
                         mine += len(pulled)
                         self._kick()
@@ -181,12 +240,21 @@ class AsyncPushClient(ClientBase):
                     assert ticket.result is not None
                     yield ticket.result
                 if exhausted[0] and mine == 0:
-                    return
+                    break
                 await self._wait(
                     lambda: (
                         bool(finished)
                         or (not exhausted[0] and dispatcher.outstanding < limit - batch // 2)
-                    )
+                    ),
+                    wakeup,
+                    recheck=None if exhausted[0] else _ROOM_RECHECK,
+                )
+            if cut:
+                # Everything taken from the iterable has had its result; say why the rest
+                # was not taken.
+                raise ClientClosedError(
+                    "the client was closed during send_many(); notifications not yet taken "
+                    "from the iterable were not sent"
                 )
         finally:
             if pending:
@@ -195,7 +263,7 @@ class AsyncPushClient(ClientBase):
                 error = ClientClosedError("send_many() was closed before this was answered")
                 for ticket in pending:
                     dispatcher.cancel(ticket, error)
-                self._notify()
+                self._kick()
 
     async def send_broadcast(self, notification: BroadcastNotification) -> PushResult:
         """Send a Live Activity update or end to every device subscribed to a channel (iOS 18).
@@ -256,15 +324,22 @@ class AsyncPushClient(ClientBase):
             ChannelError: APNs refused (e.g. ``ChannelNotRegistered``) or did not answer.
         """
         request = delete_channel_request(bundle_id, channel_id, request_id=request_id)
-        return check_deleted(request, await self._manage(request))
+        ticket = await self._manage_ticket(request)
+        assert ticket.result is not None
+        return check_deleted(request, ticket.result, earlier_send_may_have_run=ticket.unknown_fate)
 
     async def _manage(self, request: ChannelRequest) -> PushResult:
+        ticket = await self._manage_ticket(request)
+        assert ticket.result is not None
+        return ticket.result
+
+    async def _manage_ticket(self, request: ChannelRequest) -> Ticket:
         # Channel management lives on its own host: a small client of our own kind, made on
         # first use, sharing credentials, TLS and transport.
         self._check_open()
         if self._management is None:
             self._management = AsyncPushClient(self._credentials, **self._management_options())
-        return await self._management.send(request)
+        return await self._management._send_ticket(request)
 
     async def close(self) -> None:
         """Close every connection (GOAWAY) and fail what is still in flight.
@@ -279,7 +354,8 @@ class AsyncPushClient(ClientBase):
         conns = self._dispatcher.close_all(ClientClosedError("the client was closed"))
         if self._task_group is not None:
             self._task_group.cancel_scope.cancel()
-        self._notify()
+        for waiter in list(self._waiters):
+            waiter.set()
         management, self._management = self._management, None
         with anyio.CancelScope(shield=True):
             if management is not None:
@@ -288,21 +364,26 @@ class AsyncPushClient(ClientBase):
             # writing GOAWAY ourselves: one writer per stream.
             with anyio.move_on_after(_STEP_DOWN_WAIT):
                 while self._driving:
-                    if self._changed is None:
-                        self._changed = anyio.Event()
-                    await self._changed.wait()
+                    if self._stepped_down is None:
+                        self._stepped_down = anyio.Event()
+                    await self._stepped_down.wait()
+            # A driver still inside a long write: writing too would make two writers on one
+            # stream (anyio raises BusyResourceError). Close without GOAWAY instead; the
+            # closed stream ends that write.
+            may_write = not self._driving
             for conn in conns:
                 stream = conn.stream
                 if stream is None:
                     continue
                 try:
-                    data = conn.core.data_to_send()
+                    data = conn.core.data_to_send() if may_write else b""
                     if data:
                         with anyio.move_on_after(1.0):
                             await stream.write(data)
                 except ApnsError:
                     pass
-                await stream.aclose()
+                finally:
+                    await stream.aclose()
 
     async def __aenter__(self) -> AsyncPushClient:
         return self
@@ -325,12 +406,14 @@ class AsyncPushClient(ClientBase):
         if self._wake is not None:
             self._wake.set()
 
-    def _notify(self) -> None:
-        if self._changed is not None:
-            self._changed.set()
-            self._changed = None
+    def _hand_over(self) -> None:
+        # If nobody drives, wake one waiting task to take over.
+        if not self._driving and self._waiters:
+            next(iter(self._waiters)).set()
 
-    async def _wait(self, done: Callable[[], bool]) -> None:
+    async def _wait(
+        self, done: Callable[[], bool], wakeup: _AsyncWakeup, recheck: float | None = None
+    ) -> None:
         """Wait until ``done()``; drive the I/O while nobody else does."""
         while True:
             if done():
@@ -345,11 +428,25 @@ class AsyncPushClient(ClientBase):
                     await self._drive(done)
                 finally:
                     self._driving = False
-                    self._notify()
+                    if self._stepped_down is not None:
+                        self._stepped_down.set()
+                        self._stepped_down = None
+                    self._hand_over()
                 continue
-            if self._changed is None:
-                self._changed = anyio.Event()
-            await self._changed.wait()
+            wakeup.event = anyio.Event()
+            self._waiters.add(wakeup)
+            try:
+                with anyio.move_on_after(recheck):
+                    await wakeup.event.wait()
+            except BaseException:
+                # Cancelled while waiting: if the driver role was just handed to us, pass it
+                # on, or nobody would drive and every other task would wait forever.
+                self._waiters.discard(wakeup)
+                wakeup.event = None
+                self._hand_over()
+                raise
+            self._waiters.discard(wakeup)
+            wakeup.event = None
 
     async def _drive(self, done: Callable[[], bool]) -> None:
         dispatcher = self._dispatcher
@@ -360,11 +457,13 @@ class AsyncPushClient(ClientBase):
                 for conn in dispatcher.connections:
                     if conn.stream is not None and conn.state != PooledConnection.CLOSED:
                         task_group.start_soon(self._reader, conn)
+                credentials = self._credentials
                 while not self._closed:
                     self._wake = anyio.Event()
                     now = clock()
+                    # The token is read here, outside the core (it may renew it: a signature).
+                    dispatcher.set_authorization(credentials.authorization())
                     dispatcher.tick(now)
-                    self._notify()
                     if done() and not self._opening:
                         break
                     for conn in dispatcher.connections_to_open(now):
@@ -420,7 +519,6 @@ class AsyncPushClient(ClientBase):
                     dispatcher.connection_lost(
                         conn, closed_by_server(conn, self._setup), self._clock()
                     )
-            self._notify()
             self._kick()
             if not data:
                 return
@@ -445,7 +543,6 @@ class AsyncPushClient(ClientBase):
             )
         except ApnsError as error:
             self._dispatcher.connect_failed(conn, error, self._clock())
-            self._notify()
             self._kick()
             return
         except anyio.get_cancelled_exc_class():
@@ -466,11 +563,15 @@ class AsyncPushClient(ClientBase):
         if stream is None:
             return
         self._dispatcher.forget(conn)
-        try:
-            data = conn.core.data_to_send()
-            if data:
-                with anyio.move_on_after(1.0):
-                    await stream.write(data)  # our GOAWAY, best effort
-        except ApnsError:
-            pass
-        await stream.aclose()
+        # Shielded: the slot is already forgotten, so a cancellation here (the caller's
+        # timeout) would leak the socket.
+        with anyio.CancelScope(shield=True):
+            try:
+                data = conn.core.data_to_send()
+                if data:
+                    with anyio.move_on_after(1.0):
+                        await stream.write(data)  # our GOAWAY, best effort
+            except ApnsError:
+                pass
+            finally:
+                await stream.aclose()

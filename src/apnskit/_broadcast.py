@@ -630,8 +630,16 @@ def channel_ids_from_result(request: ChannelRequest, result: PushResult) -> Chan
     return ids
 
 
-def check_deleted(request: ChannelRequest, result: PushResult) -> Channel:
+def check_deleted(
+    request: ChannelRequest, result: PushResult, *, earlier_send_may_have_run: bool = False
+) -> Channel:
     """Check the answer to a ``delete`` request (Apple answers 204 No Content).
+
+    Args:
+        request: The ``delete`` request.
+        result: Its result.
+        earlier_send_may_have_run: An earlier send of it may have been processed without its
+            answer reaching us (its connection was lost, or APNs answered 500).
 
     Returns:
         The deleted channel (its id and the answer's request id; nothing else is known).
@@ -641,9 +649,11 @@ def check_deleted(request: ChannelRequest, result: PushResult) -> Channel:
         ValueError: ``request`` is not a ``delete`` request.
     """
     _expect(request, "delete")
-    if result.reason == "ChannelNotRegistered" and result.attempts > 1:
+    if result.reason == "ChannelNotRegistered" and earlier_send_may_have_run:
         # An earlier send of this DELETE may have deleted the channel and only its answer was
-        # lost (the request was resent): the channel is gone, which is what was asked.
+        # lost (the request was resent): the channel is gone, which is what was asked. An
+        # earlier send refused unprocessed (REFUSED_STREAM, 429, 503, above a GOAWAY's last
+        # stream) deleted nothing, so then ChannelNotRegistered is the true answer.
         pass
     else:
         _require_success(request, result)

@@ -52,7 +52,10 @@ class Credentials(Protocol):
     """What a client needs from :class:`apnskit.TokenCredentials` or ``CertificateCredentials``."""
 
     def authorization(self) -> tuple[str, int] | None:
-        """``("bearer <jwt>", generation)`` for token auth; None for certificates."""
+        """``("bearer <jwt>", generation)`` for token auth; None for certificates.
+
+        The clients call it and hand the header to the dispatcher, which reads no clock.
+        """
 
     def token_rejected(self, generation: int) -> None:
         """APNs said ExpiredProviderToken for a token of this generation."""
@@ -111,6 +114,9 @@ def build_ssl_context(
     """A TLS 1.2+ client context with ALPN ``h2``, the system trust store plus ``ca_file``.
 
     ``credentials`` may be None (``apnskit check --connect`` without a key or certificate).
+    A caller's ``ssl_context`` is used as given, never changed (it may serve other
+    connections of the caller's): it must offer ALPN ``h2`` and, for certificate
+    authentication, hold the client certificate already.
     """
     if ssl_context is None:
         # Apple: HTTP/2 over TLS 1.2 or later; server certificates chain to a public CA
@@ -129,18 +135,69 @@ def build_ssl_context(
                 ) from error
         if credentials is not None:
             credentials.configure_ssl_context(context)
-    else:
-        context = ssl_context
-        if ca_file is not None:
-            raise ConfigurationError(
-                "ca_file: give either ssl_context or ca_file; load the CA into your context"
-            )
-        # A certificate must still be presented: load it into the caller's context too.
-        if credentials is not None:
-            credentials.configure_ssl_context(context)
-    # RFC 9113 section 3.2: HTTP/2 over TLS is negotiated with ALPN "h2".
-    context.set_alpn_protocols(["h2"])
-    return context
+        # RFC 9113 section 3.2: HTTP/2 over TLS is negotiated with ALPN "h2".
+        context.set_alpn_protocols(["h2"])
+        return context
+    if ca_file is not None:
+        raise ConfigurationError(
+            "ca_file: give either ssl_context or ca_file; load the CA into your context"
+        )
+    if not isinstance(ssl_context, ssl.SSLContext):
+        raise ConfigurationError(
+            f"ssl_context: expected an ssl.SSLContext, got {type(ssl_context).__name__}"
+        )
+    if "h2" not in offered_alpn_protocols(ssl_context):
+        raise ConfigurationError(
+            "ssl_context: does not offer ALPN 'h2', which APNs requires (RFC 9113 section "
+            "3.2); call ssl_context.set_alpn_protocols(['h2']) on it first"
+        )
+    return ssl_context
+
+
+def offered_alpn_protocols(context: ssl.SSLContext) -> list[str]:
+    """The ALPN protocols ``context`` offers, read from the ClientHello it writes.
+
+    ``ssl.SSLContext`` has no getter for them, so a handshake is started in memory (nothing
+    is sent anywhere) and the ALPN extension (RFC 7301 section 3.1) is read back.
+    """
+    outgoing = ssl.MemoryBIO()
+    tls = context.wrap_bio(ssl.MemoryBIO(), outgoing, server_hostname="alpn-check.invalid")
+    try:
+        tls.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    except (ssl.SSLError, ValueError):  # e.g. a server-side context
+        return []
+    return _alpn_from_client_hello(outgoing.read())
+
+
+def _alpn_from_client_hello(record: bytes) -> list[str]:
+    # TLS record (5 bytes) > Handshake header (4) > ClientHello: version (2), random (32),
+    # session id, cipher suites, compression methods, then the extensions (RFC 8446 4.1.2).
+    try:
+        hello = record[9:]
+        at = 34
+        at += 1 + hello[at]
+        at += 2 + int.from_bytes(hello[at : at + 2], "big")
+        at += 1 + hello[at]
+        end = at + 2 + int.from_bytes(hello[at : at + 2], "big")
+        at += 2
+        while at + 4 <= end:
+            kind = int.from_bytes(hello[at : at + 2], "big")
+            size = int.from_bytes(hello[at + 2 : at + 4], "big")
+            body = hello[at + 4 : at + 4 + size]
+            at += 4 + size
+            if kind == 16:  # application_layer_protocol_negotiation
+                names: list[str] = []
+                pos = 2
+                while pos < len(body):
+                    length = body[pos]
+                    names.append(body[pos + 1 : pos + 1 + length].decode("ascii", "replace"))
+                    pos += 1 + length
+                return names
+    except IndexError:
+        pass
+    return []
 
 
 def settle(

@@ -85,7 +85,7 @@ class Timeout:
     """How long each step may take, in seconds (``None``: no limit)."""
 
     connect: float | None = 10.0
-    """TCP connect plus the TLS handshake, per connection attempt."""
+    """One connection attempt: DNS, TCP connect and the TLS handshake together."""
     deadline: float | None = 30.0
     """From handing a notification to the client until its answer arrives, retries included."""
     ping_interval: float | None = 60.0
@@ -135,6 +135,12 @@ class RetryPolicy:
     (REFUSED_STREAM, above a GOAWAY's last stream id) and connections lost mid-flight.
     ``ExpiredProviderToken`` is retried once with a fresh token. Every other rejection is
     final.
+
+    A 429 or 503 means APNs turned the request away unprocessed, and a refused stream was
+    never processed (RFC 9113 section 8.7), so resending those cannot duplicate. A 500 and a
+    connection lost with the request in flight leave its fate unknown: APNs may have
+    delivered it, and the resend may then reach the device twice. Set ``retry_500=False`` to
+    get the 500 as the result instead.
     """
 
     max_attempts: int = 3
@@ -145,8 +151,12 @@ class RetryPolicy:
     """Upper bound of one delay."""
     jitter: float = 0.5
     """Fraction of each delay that is randomised (0: none, 1: anywhere from 0 to the delay)."""
+    retry_500: bool = True
+    """Resend after a 500 InternalServerError (APNs may have processed it: a possible duplicate)."""
 
     def __post_init__(self) -> None:
+        if not isinstance(self.retry_500, bool):
+            raise ConfigurationError(f"RetryPolicy.retry_500: {self.retry_500!r} must be a bool")
         if isinstance(self.max_attempts, bool) or not isinstance(self.max_attempts, int):
             raise ConfigurationError("RetryPolicy.max_attempts: must be an integer >= 1")
         if self.max_attempts < 1:
@@ -165,7 +175,10 @@ class RetryPolicy:
             retry_number: 1 for the first retry, 2 for the second...
             random_fraction: a number in [0, 1) from the caller's random source.
         """
-        base = min(self.backoff_max, self.backoff_base * 2.0 ** max(0, retry_number - 1))
+        # The exponent is capped: after hours of failed connects (retry_number in the
+        # thousands) 2.0 ** n overflows a float, and the delay is at backoff_max long before.
+        exponent = min(max(0, retry_number - 1), 64)
+        base = min(self.backoff_max, self.backoff_base * 2.0**exponent)
         return float(base * (1.0 - self.jitter * random_fraction))
 
 

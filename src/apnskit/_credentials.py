@@ -185,7 +185,11 @@ class TokenCredentials:
         refresh_after: Seconds after which a token is renewed, within 1200..3300 (20 to 55
             minutes; Apple allows renewals once per 20 minutes at most, and a token older than
             60 minutes is rejected).
-        clock: Returns the time as UNIX seconds; injectable for tests.
+        clock: Returns the wall-clock time as UNIX seconds, used only for the token's ``iat``;
+            injectable for tests.
+        monotonic: Returns monotonic seconds, used for the renewal schedule (a wall-clock
+            step must not renew tokens early or late). Defaults to ``time.monotonic``, or to
+            ``clock`` when only a (test's fake) ``clock`` is given, so one fake drives both.
 
     Raises:
         CredentialsError: The key, an ID or ``refresh_after`` is not usable; the message says
@@ -200,6 +204,7 @@ class TokenCredentials:
         team_id: str,
         refresh_after: float = DEFAULT_REFRESH_AFTER,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] | None = None,
     ) -> None:
         self.key_id: str = _check_id("key_id", key_id)
         """The key ID (the JWT header's ``kid``)."""
@@ -219,6 +224,9 @@ class TokenCredentials:
         """Seconds after which the token is renewed."""
         self._key = _load_signing_key(key)
         self._clock = clock
+        if monotonic is None:
+            monotonic = time.monotonic if clock is time.time else clock
+        self._monotonic = monotonic
         # The header never changes, so its encoded form is made once.
         header = json.dumps({"alg": "ES256", "kid": self.key_id}, separators=(",", ":"))
         self._header_b64 = _b64url(header.encode("ascii"))
@@ -226,8 +234,9 @@ class TokenCredentials:
         # _current and _renew_at are each replaced by one assignment, so the lock-free read in
         # authorization() always sees a complete (bearer, generation) pair.
         self._current: tuple[str, int] = ("", 0)
-        self._renew_at = float("-inf")
-        self._issued_at = float("-inf")
+        self._renew_at = float("-inf")  # monotonic
+        self._issued_at = float("-inf")  # wall clock (the iat), for messages
+        self._made_at = float("-inf")  # monotonic
         self._fresh_rejections = 0
 
     @classmethod
@@ -246,7 +255,7 @@ class TokenCredentials:
             team_id: The 10-character team ID.
             key_id: The key ID; when omitted it is taken from Apple's file name
                 ``AuthKey_<KEYID>.p8``.
-            **kwargs: ``refresh_after`` and ``clock``, as for the constructor.
+            **kwargs: ``refresh_after``, ``clock`` and ``monotonic``, as for the constructor.
 
         Raises:
             CredentialsError: The file is missing or unreadable, the key ID cannot be found, or
@@ -285,15 +294,14 @@ class TokenCredentials:
             ``("bearer <jwt>", generation)``; pass the generation to :meth:`token_rejected` if
             APNs answers ``ExpiredProviderToken``.
         """
-        if self._clock() < self._renew_at:
+        if self._monotonic() < self._renew_at:
             return self._current
         with self._lock:
             # Single-flight: whoever waited on the lock finds the token already renewed.
-            now = self._clock()
-            if now >= self._renew_at:
+            if self._monotonic() >= self._renew_at:
                 # A scheduled renewal ends any streak of fresh tokens rejected as expired.
                 self._fresh_rejections = 0
-                self._renew(now)
+                self._renew()
             return self._current
 
     def token_rejected(self, generation: int) -> None:
@@ -313,8 +321,7 @@ class TokenCredentials:
             # Only the current token can be renewed; 0 means no token was ever handed out.
             if generation != self._current[1] or generation == 0:
                 return
-            now = self._clock()
-            age = now - self._issued_at
+            age = self._monotonic() - self._made_at
             if age < FRESH_TOKEN_AGE:
                 self._fresh_rejections += 1
                 if self._fresh_rejections > FRESH_REJECTIONS_ALLOWED:
@@ -332,7 +339,7 @@ class TokenCredentials:
                 generation,
                 self.key_id,
             )
-            self._renew(now)
+            self._renew()
 
     def resolve_environment(self, environment: str | Environment | None) -> Environment:
         """The environment to connect to; it must be given for token authentication.
@@ -361,17 +368,23 @@ class TokenCredentials:
     def __repr__(self) -> str:
         return f"TokenCredentials(key_id={self.key_id!r}, team_id={self.team_id!r})"
 
-    def _renew(self, now: float) -> None:
+    def _renew(self) -> None:
         """Make a new token (the caller holds the lock)."""
+        # Only the iat needs wall time (APNs compares it with its own clock); the schedule
+        # runs on the monotonic clock, so a clock step causes no storm of renewals (and no
+        # TooManyProviderTokenUpdates) and no token kept past its hour.
+        now = self._clock()
+        made_at = self._monotonic()
         bearer = "bearer " + self._sign(int(now))
         generation = self._current[1] + 1
         self._issued_at = now
+        self._made_at = made_at
         # Publish the token before the new deadline, so a lock-free reader that sees the new
         # deadline also sees the new token.
         self._current = (bearer, generation)
         # refresh_after >= 20 minutes, so proactive renewals never come more often than Apple
         # allows.
-        self._renew_at = now + self.refresh_after
+        self._renew_at = made_at + self.refresh_after
         logger.debug("made provider token %d for key_id %s", generation, self.key_id)
 
     def _sign(self, issued_at: int) -> str:

@@ -6,6 +6,14 @@ multiplexes every pooled connection with one poller, feeds what it reads to the 
 When its own notification is done it hands the role over. Other threads only queue their
 notifications and wake the driver, so no socket is ever touched by two threads at once (an
 ``ssl.SSLSocket`` must not be).
+
+Connecting (DNS, TCP, TLS: up to ``Timeout.connect``) runs in a short-lived thread per
+connection, so the driver keeps reading and writing the other connections meanwhile; the
+finished socket is handed to the driver, which alone registers and uses it.
+
+A caller interrupted while it waits (KeyboardInterrupt, an exception from a signal handler)
+leaves cleanly: its notification is cancelled (RST_STREAM if it was sent) and, if it was
+driving or had just been handed the driver role, the role passes to another waiting thread.
 """
 
 from __future__ import annotations
@@ -13,7 +21,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from types import TracebackType
 from typing import Any
 
@@ -33,7 +41,12 @@ from apnskit._broadcast import (
 )
 from apnskit._client_common import ClientBase, check_broadcast, closed_by_server
 from apnskit._core.dispatch import PooledConnection, Ticket
-from apnskit._errors import ApnsError, ClientClosedError, ConfigurationError
+from apnskit._errors import (
+    ApnsError,
+    ClientClosedError,
+    ConfigurationError,
+    ConnectError,
+)
 from apnskit._results import PushResult
 from apnskit._transports import SyncPoller, SyncStream
 from apnskit._transports._socket import SocketTransport
@@ -86,8 +99,10 @@ class PushClient(ClientBase):
         management_port: Override the channel-management port (default 2195 sandbox,
             2196 production, or ``port`` when ``host`` is overridden).
         ca_file: An extra trust anchor (PEM) besides the system store.
-        ssl_context: A ready TLS context to use instead of building one (ALPN ``h2`` is set
-            on it and a client certificate loaded into it).
+        ssl_context: A ready TLS context to use as given, never changed: it must offer ALPN
+            ``h2`` (else :class:`apnskit.ConfigurationError`) and, with certificate
+            credentials, already hold the client certificate
+            (``credentials.configure_ssl_context(context)`` loads it).
         transport: The network seam; :class:`apnskit.testing.FakeTransport` swaps in a fake.
         timeout: Connect timeout, per-notification deadline, PING health checks.
         limits: Connections in the pool and notifications in flight.
@@ -130,17 +145,30 @@ class PushClient(ClientBase):
         self._clock: Callable[[], float] = time.monotonic
         self._streams: dict[int, PooledConnection] = {}
         self._management: PushClient | None = None
+        # Connects finished by their threads, for the driver to take in: (slot, stream, error).
+        self._connected: deque[tuple[PooledConnection, SyncStream | None, ApnsError | None]] = (
+            deque()
+        )
 
     # ------------------------------------------------------------------ public API
 
     def send(self, notification: Any) -> PushResult:
         """Send one notification and wait for its result.
 
-        Rejections are returned, not raised; call ``result.raise_for_status()`` to raise.
+        Rejections are returned, not raised; call ``result.raise_for_status()`` to raise. If
+        the wait is interrupted (KeyboardInterrupt, an exception from a signal handler), the
+        notification is withdrawn: not sent if it was still queued, its stream reset if it
+        was written (APNs may have it already).
 
         Raises:
             ClientClosedError: The client was closed.
         """
+        ticket = self._send_ticket(notification)
+        assert ticket.result is not None
+        return ticket.result
+
+    def _send_ticket(self, notification: Any) -> Ticket:
+        """Like :meth:`send`, but returns the finished ticket (for channel management)."""
         wakeup = _Wakeup()
         with self._cond:
             self._check_open()
@@ -149,9 +177,16 @@ class PushClient(ClientBase):
             poke = self._note_submitted()
         if poke:
             self._poller.wake()
-        self._wait(lambda: ticket.done, wakeup)
-        assert ticket.result is not None
-        return ticket.result
+        try:
+            self._wait(lambda: ticket.done, wakeup)
+        except BaseException:
+            # The caller was interrupted (KeyboardInterrupt, a signal handler's exception):
+            # it will never see this result, so stop the notification rather than deliver
+            # it behind its back. One already written may still reach APNs.
+            with self._cond:
+                self._dispatcher.cancel(ticket, ClientClosedError("send() was interrupted"))
+            raise
+        return ticket
 
     def send_many(self, notifications: Iterable[Any]) -> Iterator[PushResult]:
         """Send many notifications, pipelined, yielding each result as it completes.
@@ -160,6 +195,10 @@ class PushClient(ClientBase):
         only as fast as in-flight room frees up (``Limits.max_in_flight``), so memory stays
         flat. Every notification yields exactly one result; order follows completion.
         Leaving the loop early (``break``, an exception) cancels what is still pending.
+
+        Raises:
+            ClientClosedError: The client was closed: before the first item, or meanwhile (then
+                after a result for every notification already taken from the iterable).
         """
         with self._cond:
             self._check_open()
@@ -170,7 +209,14 @@ class PushClient(ClientBase):
         limit = self._setup.limits.max_in_flight
         batch = max(1, min(1000, limit))
         try:
-            yield from self._send_many(source, exhausted, wakeup, pending, limit, batch)
+            cut = yield from self._send_many(source, exhausted, wakeup, pending, limit, batch)
+            if cut:
+                # Everything taken from the iterable has had its result; say why the rest
+                # was not taken.
+                raise ClientClosedError(
+                    "the client was closed during send_many(); notifications not yet taken "
+                    "from the iterable were not sent"
+                )
         finally:
             if pending:
                 # The caller left early (break, an exception): stop what it no longer waits
@@ -188,13 +234,18 @@ class PushClient(ClientBase):
         pending: set[Ticket],
         limit: int,
         batch: int,
-    ) -> Iterator[PushResult]:
+    ) -> Generator[PushResult, None, bool]:
+        # Returns True when close() cut the input short.
         finished = wakeup.tickets
         mine = 0
+        cut = False
         while True:
             if not exhausted[0]:
                 with self._cond:
                     room = limit - self._dispatcher.outstanding
+                    if self._closed:
+                        cut = exhausted[0] = True  # take nothing more from the caller
+                        room = 0
                 pulled: list[Any] = []
                 while len(pulled) < min(room, batch):
                     try:
@@ -204,7 +255,8 @@ class PushClient(ClientBase):
                         break
                 if pulled:
                     with self._cond:
-                        self._check_open()
+                        # No _check_open() here: after close() each pulled item still gets its
+                        # result (the closed dispatcher ends it with ClientClosedError at once).
                         now = self._clock()
                         submit = self._dispatcher.submit
                         for item in pulled:
@@ -225,7 +277,7 @@ class PushClient(ClientBase):
                 assert ticket.result is not None
                 yield ticket.result
             if exhausted[0] and mine == 0:
-                return
+                return cut
             # Wait until something of ours ends, or there is room to pull more.
             # Room frees up when anyone's notifications end, not only ours: while we may
             # pull more, look again now and then even if none of ours ended.
@@ -297,9 +349,16 @@ class PushClient(ClientBase):
             ChannelError: APNs refused (e.g. ``ChannelNotRegistered``) or did not answer.
         """
         request = delete_channel_request(bundle_id, channel_id, request_id=request_id)
-        return check_deleted(request, self._manage(request))
+        ticket = self._manage_ticket(request)
+        assert ticket.result is not None
+        return check_deleted(request, ticket.result, earlier_send_may_have_run=ticket.unknown_fate)
 
     def _manage(self, request: ChannelRequest) -> PushResult:
+        ticket = self._manage_ticket(request)
+        assert ticket.result is not None
+        return ticket.result
+
+    def _manage_ticket(self, request: ChannelRequest) -> Ticket:
         # Channel management lives on its own host: a small client of our own kind, made on
         # first use, sharing credentials, TLS and transport.
         with self._cond:
@@ -307,7 +366,7 @@ class PushClient(ClientBase):
             if self._management is None:
                 self._management = PushClient(self._credentials, **self._management_options())
             management = self._management
-        return management.send(request)
+        return management._send_ticket(request)
 
     def close(self) -> None:
         """Close every connection (GOAWAY) and fail what is still in flight.
@@ -335,6 +394,10 @@ class PushClient(ClientBase):
             conns = self._dispatcher.close_all(ClientClosedError("the client was closed"))
             for waiter in self._waiters:
                 waiter.event.set()
+            leftover = [stream for _, stream, _ in self._connected if stream is not None]
+            self._connected.clear()
+        for stream in leftover:
+            stream.close()
         for conn in conns:
             stream = conn.stream
             if stream is not None:
@@ -376,11 +439,14 @@ class PushClient(ClientBase):
         """
         while True:
             with self._lock:
-                if done():
+                if done() or self._dispatcher.closed:
+                    # After close() nobody drives; close() ended every ticket already, so a
+                    # predicate still false (a send_many waiting for room) has nothing to wait
+                    # for.
                     self._waiters.discard(wakeup)
                     self._hand_over()
                     return
-                # After close() nobody drives; close() ends every ticket and wakes everyone.
+                # Between close() starting and its ending every ticket, nobody drives either.
                 drive = not self._driving and not self._closed
                 if drive:
                     self._driving = True
@@ -390,7 +456,16 @@ class PushClient(ClientBase):
                     self._waiters.add(wakeup)
                     wakeup.event.clear()
             if not drive:
-                wakeup.event.wait(recheck)
+                try:
+                    wakeup.event.wait(recheck)
+                except BaseException:
+                    # Interrupted while waiting: leave the waiters, and pass on the driver
+                    # role if it was just handed to us, or nobody would ever drive again and
+                    # every other thread would sleep past its deadline.
+                    with self._lock:
+                        self._waiters.discard(wakeup)
+                        self._hand_over()
+                    raise
                 continue
             try:
                 self._drive(done)
@@ -418,12 +493,21 @@ class PushClient(ClientBase):
     def _drive(self, done: Callable[[], bool]) -> None:
         dispatcher = self._dispatcher
         clock = self._clock
+        credentials = self._credentials
         while True:
+            with self._cond:
+                connected = list(self._connected)
+                self._connected.clear()
+            for conn, stream, error in connected:
+                self._take_connected(conn, stream, error)
+            # The token is read here, outside the core (it may renew it: a signature).
+            authorization = credentials.authorization()
             with self._cond:
                 if self._closed:
                     return
                 now = clock()
                 self._submitted = False
+                dispatcher.set_authorization(authorization)
                 dispatcher.tick(now)
                 if done():
                     return
@@ -446,11 +530,12 @@ class PushClient(ClientBase):
                 except ApnsError as error:
                     with self._cond:
                         dispatcher.connection_lost(conn, error, clock())
-            if to_open or closing:
+            if closing:
                 continue
             with self._cond:
-                if self._submitted:
-                    # Work arrived while we were writing: schedule it before sleeping.
+                if self._submitted or self._connected:
+                    # Work (or a finished connect) arrived while we were writing: take it in
+                    # before sleeping.
                     self._submitted = False
                     continue
                 self._polling = True
@@ -497,7 +582,20 @@ class PushClient(ClientBase):
                 )
 
     def _open(self, conn: PooledConnection) -> None:
+        # Connect in a thread of its own: DNS, TCP and TLS may take up to Timeout.connect,
+        # and meanwhile the driver keeps the other connections flowing (issue 11).
+        thread = threading.Thread(
+            target=self._connect_in_thread,
+            args=(conn,),
+            name=f"apnskit-connect-{conn.id}",
+            daemon=True,
+        )
+        thread.start()
+
+    def _connect_in_thread(self, conn: PooledConnection) -> None:
         setup = self._setup
+        stream: SyncStream | None = None
+        error: ApnsError | None = None
         try:
             stream = self._transport.connect(
                 setup.host,
@@ -506,18 +604,40 @@ class PushClient(ClientBase):
                 server_hostname=setup.host,
                 timeout=setup.timeout.connect,
             )
-        except ApnsError as error:
+        except ApnsError as exc:
+            error = exc
+        except Exception as exc:  # a custom transport that does not map its errors
+            error = ConnectError(f"cannot connect to {setup.host}:{setup.port}: {exc!r}")
+        with self._cond:
+            closed = self._closed
+            if not closed:
+                self._connected.append((conn, stream, error))
+        if closed:
+            if stream is not None:
+                stream.close()
+            return
+        self._poller.wake()
+
+    def _take_connected(
+        self, conn: PooledConnection, stream: SyncStream | None, error: ApnsError | None
+    ) -> None:
+        # Called by the driver only: it alone registers streams with the poller.
+        if stream is None:
             with self._cond:
+                assert error is not None
                 self._dispatcher.connect_failed(conn, error, self._clock())
             return
         with self._cond:
             if self._closed:
-                stream.close()
-                return
-            conn.stream = stream
-            self._streams[id(stream)] = conn
-            self._poller.register(stream)
-            self._dispatcher.connection_established(conn, self._clock())
+                closed = True
+            else:
+                closed = False
+                conn.stream = stream
+                self._streams[id(stream)] = conn
+                self._poller.register(stream)
+                self._dispatcher.connection_established(conn, self._clock())
+        if closed:
+            stream.close()
 
     def _release(self, conn: PooledConnection) -> None:
         stream = conn.stream

@@ -328,7 +328,11 @@ def test_delete_that_was_resent_and_finds_no_channel_counts_as_deleted() -> None
     gone = PushResult(
         notification=request, status=400, reason=Reason("ChannelNotRegistered"), attempts=2
     )
-    check_deleted(request, gone)  # an earlier send deleted it
+    check_deleted(request, gone, earlier_send_may_have_run=True)  # an earlier send deleted it
+    # A second attempt after a first one refused unprocessed (REFUSED_STREAM, 503...): the
+    # first deleted nothing, so the channel truly is not registered (issue 11 item 10).
+    with pytest.raises(ChannelError, match="ChannelNotRegistered"):
+        check_deleted(request, gone, earlier_send_may_have_run=False)
     first_try = PushResult(
         notification=request, status=400, reason=Reason("ChannelNotRegistered"), attempts=1
     )

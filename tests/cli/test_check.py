@@ -104,7 +104,8 @@ def test_connect_timeout(cli, monkeypatch) -> None:
     def slow(*args, **kwargs):
         raise TimeoutError("timed out")
 
-    monkeypatch.setattr(socket, "create_connection", slow)
+    # The TCP connect itself times out (whatever helper opens the socket).
+    monkeypatch.setattr(socket.socket, "connect", slow)
     run = cli("check", "--connect", "--host", "127.0.0.1", "--port", "9", "--timeout", "0.5")
     assert run.code == 3
     assert "no answer from 127.0.0.1:9 within 0.5 s" in run.err

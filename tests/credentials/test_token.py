@@ -600,3 +600,24 @@ def test_ed25519_key_says_so(key_to_pem: Any) -> None:
         TokenCredentials(
             key_to_pem(ed25519.Ed25519PrivateKey.generate()), key_id=KEY_ID, team_id=TEAM_ID
         )
+
+
+def test_renewal_schedule_runs_on_the_monotonic_clock(
+    p8_pem: bytes, jwt_verifier: Any, clock: Any
+) -> None:
+    # Issue 11 item 9: a wall-clock step (NTP, a VM resumed) must neither renew the token
+    # early (a storm of renewals, TooManyProviderTokenUpdates) nor keep it past its hour.
+    wall = clock
+    mono = type(clock)(100.0)
+    creds = TokenCredentials(p8_pem, key_id=KEY_ID, team_id=TEAM_ID, clock=wall, monotonic=mono)
+    first = creds.authorization()
+    wall.advance(-5 * 3600)  # the clock steps back five hours
+    assert creds.authorization() == first
+    wall.advance(2 * 86400)  # then forward two days
+    for _ in range(10):
+        assert creds.authorization() == first  # no renewal: the token is 0 s old
+    mono.advance(creds.refresh_after)
+    bearer, generation = creds.authorization()
+    assert generation == 2
+    _, claims = jwt_verifier(bearer.removeprefix("bearer "), creds.public_key)
+    assert claims["iat"] == int(wall.now)  # only the iat is wall time

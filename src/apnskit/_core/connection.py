@@ -326,6 +326,11 @@ class ApnsConnection:
         return not self._draining and self._next_stream_id <= _MAX_STREAM_ID
 
     @property
+    def streams_left(self) -> int:
+        """How many more streams this connection may ever open (ids end at 2**31-1, 5.1.1)."""
+        return max(0, (_MAX_STREAM_ID - self._next_stream_id) // 2 + 1)
+
+    @property
     def finished(self) -> bool:
         """True when the connection can do nothing more: closed, or drained after GOAWAY."""
         return self._terminated or (self._draining and not self._streams and not self._queue)
@@ -851,8 +856,13 @@ class ApnsConnection:
         if body:
             reason, timestamp_ms, detail = _parse_error_body(body)
         if 200 <= status < 300:
-            self._succeeded = True
             detail = None
+        if 200 <= status < 300 or (400 <= status < 500 and status not in (403, 429)):
+            # Any answer but an authentication failure (403) or throttling (429) shows that
+            # APNs accepted the provider token: lift the one-stream hold. A batch whose first
+            # device tokens are dead (410, 400 BadDeviceToken) must not run one request per
+            # round trip.
+            self._succeeded = True
         events.append(
             ResponseReceived(
                 stream_id=handle.stream_id,

@@ -45,6 +45,7 @@ from apnskit._core.events import (
 )
 from apnskit._errors import (
     ApnsError,
+    ClientClosedError,
     ConnectError,
     ConnectionLostError,
     DeadlineExceededError,
@@ -87,10 +88,12 @@ class SendableRequest(Protocol):
 
 
 class AuthorizationSource(Protocol):
-    """The part of the credentials the dispatcher uses."""
+    """The part of the credentials the dispatcher uses.
 
-    def authorization(self) -> tuple[str, int] | None:
-        """``("bearer <jwt>", generation)`` under token auth, else None."""
+    The dispatcher never asks for a token itself (that would read the credentials' clock from
+    inside the core): the client hands it the current header with
+    :meth:`Dispatcher.set_authorization` before each step.
+    """
 
     def token_rejected(self, generation: int) -> None:
         """APNs answered ExpiredProviderToken to a token of this generation."""
@@ -193,6 +196,7 @@ class Ticket:
     __slots__ = (
         "attempts",
         "conn",
+        "connect_failures",
         "deadline",
         "done",
         "expired_token_retried",
@@ -201,6 +205,7 @@ class Ticket:
         "item",
         "result",
         "sends",
+        "unknown_fate",
         "waiter",
     )
 
@@ -212,6 +217,11 @@ class Ticket:
         #: Every send, including free resends of requests a server never processed.
         self.sends = 0
         self.expired_token_retried = False
+        #: Failed connects while it waited for a connection (reported in its attempts).
+        self.connect_failures = 0
+        #: True once a send of it may have been processed without us learning the answer
+        #: (connection lost with it in flight, a 500): a resend may then be a duplicate.
+        self.unknown_fate = False
         self.generation = -1
         self.conn: PooledConnection | None = None
         self.handle: RequestHandle | None = None
@@ -233,6 +243,7 @@ class PooledConnection:
         "last_read",
         "opened_at",
         "ping_deadline",
+        "retiring",
         "state",
         "stream",
     )
@@ -259,6 +270,9 @@ class PooledConnection:
         #: True once ConnectionClosed was emitted: a GOAWAY reports it, the later drain or
         #: loss of the same connection must not report it a second time.
         self.closed_reported = False
+        #: True once its stream ids are nearly used up: it takes no new notifications and
+        #: closes when its open streams are answered, while a new connection takes over.
+        self.retiring = False
 
     def __repr__(self) -> str:
         return f"<PooledConnection {self.id} {self.state} in_flight={self.core.in_flight}>"
@@ -268,6 +282,10 @@ _RETRY_STATUSES = frozenset({429, 500, 503})
 # Answers saying the request was turned away before any work (throttled, unavailable): safe
 # to resend even when the request is not idempotent. A 500 may have done part of the work.
 _NOT_PROCESSED_STATUSES = frozenset({429, 503})
+# A connection is retired (no new streams; closed once drained, a new one takes over) when
+# fewer stream ids than this are left. Ids are never reused and end at 2**31-1 (RFC 9113
+# section 5.1.1); at 20,000 notifications/s this leaves about 50 s to drain and reconnect.
+_RETIRE_STREAMS_LEFT = 1 << 20
 # How many free resends (GOAWAY-unprocessed) a ticket may get on top of its attempts, so a
 # server that keeps refusing with GOAWAY cannot keep a notification alive forever.
 _FREE_RESENDS = 5
@@ -328,6 +346,11 @@ class Dispatcher:
         self._last_connect_error: BaseException | None = None
         # Set by schedule(): fewer live connections than Limits.max_connections.
         self._pool_can_grow = True
+        # The authorization header and its generation, set by the client (token auth).
+        self._authorization: tuple[str, int] | None = None
+        # Generation APNs rejected as expired: nothing is sent with it or an older one until
+        # the client hands in a newer header.
+        self._rejected_generation = 0
         self.closed = False
 
     # ------------------------------------------------------------------ accounting
@@ -342,6 +365,14 @@ class Dispatcher:
         """True while fewer than ``Limits.max_in_flight`` tickets are outstanding."""
         return self._outstanding < self._limits.max_in_flight
 
+    def set_authorization(self, authorization: tuple[str, int] | None) -> None:
+        """The ``authorization`` header value and its generation to send with, or None.
+
+        The client calls this before each step with ``credentials.authorization()``, so the
+        core never reads a clock through the credentials.
+        """
+        self._authorization = authorization
+
     # ------------------------------------------------------------------ submitting
 
     def submit(self, item: Any, now: float) -> Ticket:
@@ -351,6 +382,11 @@ class Dispatcher:
         self._outstanding += 1
         if self._hook is not None:
             self._emit(NotificationSubmitted(notification=item))
+        if self.closed:
+            # A client closed while a send_many() was pulling input: what it pulled still
+            # gets its one result.
+            self._finish(ticket, self._failure(ticket, ClientClosedError("the client was closed")))
+            return ticket
         if not _is_sendable(item):
             error = InvalidNotificationError(
                 "notification",
@@ -381,7 +417,15 @@ class Dispatcher:
         """New connection slots the client should connect now (possibly none)."""
         if self.closed or not self._waiting or now < self._reconnect_at:
             return []
-        live = [c for c in self.connections if c.state != PooledConnection.CLOSED]
+        # A connection that takes no new streams (draining after GOAWAY, or retiring because
+        # its stream ids run out) does not hold a pool slot: the next one opens beside it
+        # while it finishes what it carries. Otherwise, with max_connections=1, nothing could
+        # be sent until it drained, or ever once its ids are gone.
+        live = [
+            c
+            for c in self.connections
+            if c.state != PooledConnection.CLOSED and c.core.accepting and not c.retiring
+        ]
         if any(c.state == PooledConnection.CONNECTING for c in live):
             return []  # one connect at a time; it may bring all the capacity we need
         if len(live) >= self._limits.max_connections:
@@ -441,7 +485,10 @@ class Dispatcher:
         # Nothing can carry the waiting tickets: each connect failure costs them an attempt.
         still: deque[Ticket] = deque()
         for ticket in self._waiting:
+            if ticket.done:
+                continue
             ticket.attempts += 1
+            ticket.connect_failures += 1
             if ticket.attempts >= self._retry.max_attempts:
                 wrapped = error if isinstance(error, ApnsError) else ConnectError(str(error))
                 self._finish(ticket, self._failure(ticket, wrapped))
@@ -507,10 +554,18 @@ class Dispatcher:
             return
         # While the pool may still grow, a connection waiting on its flow-control window takes
         # no more work: what waits here makes connections_to_open() add a connection for it.
-        live = sum(1 for c in self.connections if c.state != PooledConnection.CLOSED)
+        # (Counted as connections_to_open() counts them.)
+        live = sum(
+            1
+            for c in self.connections
+            if c.state != PooledConnection.CLOSED and c.core.accepting and not c.retiring
+        )
         self._pool_can_grow = live < self._limits.max_connections
         for conn in self.connections:
-            if conn.state != PooledConnection.READY:
+            if conn.state != PooledConnection.READY or conn.retiring:
+                continue
+            if conn.core.streams_left < _RETIRE_STREAMS_LEFT:
+                self._retire(conn, now)
                 continue
             if (
                 self._timeout.ping_interval is not None
@@ -534,18 +589,20 @@ class Dispatcher:
             return
         if self._pool_can_grow and core.window_blocked:
             return
-        credentials = self._credentials
+        auth = self._authorization
+        if auth is None:
+            authorization, generation = None, -1
+        else:
+            authorization, generation = auth
+            if generation <= self._rejected_generation:
+                return  # APNs called this token expired: wait for the renewed one
         hook = self._hook
         send = core.send_request
         while room > 0 and waiting:
             ticket = waiting.popleft()
             if ticket.done:
                 continue
-            auth = credentials.authorization()
-            if auth is None:
-                authorization = None
-            else:
-                authorization, ticket.generation = auth
+            ticket.generation = generation
             item = ticket.item
             ticket.handle = send(
                 item.path,
@@ -587,13 +644,14 @@ class Dispatcher:
             elif type(event) is ConnectionTerminated:
                 self._on_terminated(conn, event, now)
             elif type(event) is PingAcknowledged:
+                conn.ping_deadline = None
                 if conn.state == PooledConnection.CHECKING:
                     conn.state = PooledConnection.READY
-                    conn.ping_deadline = None
             elif type(event) is SettingsReceived:
                 pass  # capacity is read from the core when scheduling
         if conn.state != PooledConnection.CLOSED and conn.core.finished:
             self._close_conn(conn, "drained after GOAWAY", now)
+        self._close_if_drained(conn, now)
         self.schedule(now)
 
     def _on_response(self, event: ResponseReceived, now: float) -> None:
@@ -615,6 +673,8 @@ class Dispatcher:
             except ApnsError as error:
                 self._finish(ticket, self._result(ticket, event, reason, error=error))
                 return
+            # Nothing more goes out with that token; the client hands in the renewed one.
+            self._rejected_generation = max(self._rejected_generation, ticket.generation)
             ticket.attempts -= 1  # the fresh-token resend is free
             self._requeue(ticket, 0.0, now, "403 ExpiredProviderToken")
             return
@@ -622,7 +682,11 @@ class Dispatcher:
             status in _RETRY_STATUSES
             and ticket.attempts < self._retry.max_attempts
             and (status in _NOT_PROCESSED_STATUSES or getattr(ticket.item, "idempotent", True))
+            and (status != 500 or self._retry.retry_500)
         ):
+            if status not in _NOT_PROCESSED_STATUSES:
+                # A 500 may have been processed: the resend may be a duplicate (README).
+                ticket.unknown_fate = True
             delay = self._retry.delay(ticket.attempts, self._random())
             self._requeue(ticket, delay, now, f"{status} {reason or ''}".strip())
             return
@@ -681,6 +745,7 @@ class Dispatcher:
             if ticket.attempts < self._retry.max_attempts and getattr(
                 ticket.item, "idempotent", True
             ):
+                ticket.unknown_fate = True
                 delay = self._retry.delay(ticket.attempts, self._random())
                 self._requeue(ticket, delay, now, "connection lost")
             else:
@@ -743,6 +808,8 @@ class Dispatcher:
                 # Streams open and nothing read for a while: a NAT may have dropped the
                 # connection silently (apns-reference.md, "Idle connections"). Ask.
                 self._check(conn, now)
+            # Deadlines and cancellations end streams without any read.
+            self._close_if_drained(conn, now)
         self.schedule(now)
 
     @property
@@ -753,13 +820,25 @@ class Dispatcher:
         """PING ``conn``; until the ack it takes no new notifications, without one it is lost."""
         if conn.state != PooledConnection.READY or conn.ping_deadline is not None:
             return
-        # A draining connection (after GOAWAY) is checked too: a server that goes silent
-        # after GOAWAY must not hold its notifications until their deadline (issue 10).
         if conn.core.finished:
             return
-        conn.state = PooledConnection.CHECKING
+        if conn.core.accepting and not conn.retiring:
+            conn.state = PooledConnection.CHECKING
+        # A draining or retiring connection is PINGed too (it takes no new work anyway): one
+        # that stopped answering would otherwise hold its streams until their deadlines, or
+        # forever without one. RFC 9113 section 6.8 allows PING after GOAWAY.
         conn.core.send_ping(now)
         conn.ping_deadline = now + self._timeout.ping_timeout
+
+    def _retire(self, conn: PooledConnection, now: float) -> None:
+        """Stop using ``conn`` for new streams; close it once what it carries is answered."""
+        conn.retiring = True
+        logger.debug("retiring connection %d: %d stream ids left", conn.id, conn.core.streams_left)
+        self._close_if_drained(conn, now)
+
+    def _close_if_drained(self, conn: PooledConnection, now: float) -> None:
+        if conn.retiring and conn.state != PooledConnection.CLOSED and not conn.core.in_flight:
+            self._close_conn(conn, "retired: stream ids nearly used up", now)
 
     def _died_early(self, conn: PooledConnection, now: float) -> None:
         # A connection that ends before answering anything counts as a failed connect, so
@@ -779,9 +858,20 @@ class Dispatcher:
             self._check(conn, now)
         self._detach(ticket)
         # Drop it from the waiting queue or retry heap lazily: done tickets are skipped.
-        error = DeadlineExceededError(
-            f"no answer from APNs within the {self._timeout.deadline} s deadline"
-        )
+        last = self._last_connect_error
+        error: BaseException
+        if ticket.sends == 0 and ticket.connect_failures and isinstance(last, ConnectError):
+            # It never left because connecting kept failing: say that, with the same error
+            # whichever client (and whichever of deadline or attempts ran out first).
+            error = type(last)(
+                f"{last} (gave up at the {self._timeout.deadline} s deadline after "
+                f"{ticket.connect_failures} failed connection attempt"
+                f"{'s' if ticket.connect_failures > 1 else ''})"
+            )
+        else:
+            error = DeadlineExceededError(
+                f"no answer from APNs within the {self._timeout.deadline} s deadline"
+            )
         self._finish(ticket, self._failure(ticket, error))
 
     # ------------------------------------------------------------------ helpers
@@ -859,7 +949,7 @@ class Dispatcher:
             reason=reason,
             timestamp=timestamp,
             error=error,
-            attempts=ticket.sends,
+            attempts=ticket.sends + ticket.connect_failures,
             headers=dict(event.headers),
             body=event.body,
         )
@@ -870,7 +960,9 @@ class Dispatcher:
             status=None,
             apns_id=getattr(ticket.item, "apns_id", None),
             error=error,
-            attempts=ticket.sends,
+            # Failed connects count: a notification that never left after three failed
+            # connects was tried three times, not zero.
+            attempts=ticket.sends + ticket.connect_failures,
         )
 
     def _report_closed(self, conn: PooledConnection, reason: str) -> None:

@@ -7,13 +7,13 @@ import ssl
 
 import anyio
 from anyio.abc import ByteStream
-from anyio.streams.tls import TLSAttribute
+from anyio.streams.tls import TLSAttribute, TLSStream
 
-from apnskit._errors import ConnectError, ConnectionLostError, ConnectTimeoutError
+from apnskit._errors import ApnsError, ConnectError, ConnectionLostError
 from apnskit._transports._proxy import Proxy, connect_tls_async, with_proxy
-from apnskit._transports._socket import map_connect_error
+from apnskit._transports._socket import connect_timeout_error, map_connect_error
 
-__all__ = ["AnyioStream", "AnyioTransport"]
+__all__ = ["AnyioStream", "AnyioTransport", "open_tcp_async", "start_tls_async"]
 
 _READ_SIZE = 256 * 1024
 
@@ -36,6 +36,7 @@ class AnyioStream:
             ) from e
         except (
             anyio.BrokenResourceError,
+            anyio.BusyResourceError,
             anyio.ClosedResourceError,
             # A TLS write may need to read (a TLS 1.3 key update, an alert) and meet the
             # server's EOF: anyio raises EndOfStream from send() then, seen in AsyncPushClient
@@ -61,6 +62,24 @@ class AnyioStream:
             await self._stream.aclose()
 
 
+async def open_tcp_async(host: str, port: int) -> ByteStream:
+    """Resolve ``host`` and connect TCP (no TLS yet); the caller bounds the time."""
+    return await anyio.connect_tcp(host, port)
+
+
+async def start_tls_async(
+    stream: ByteStream, ssl_context: ssl.SSLContext, server_hostname: str
+) -> TLSStream:
+    """Run the TLS handshake over a connected ``stream``; the caller bounds the time."""
+    return await TLSStream.wrap(
+        stream,
+        hostname=server_hostname,
+        ssl_context=ssl_context,
+        # APNs does not need close_notify; skipping it keeps close() quick.
+        standard_compatible=False,
+    )
+
+
 class AnyioTransport:
     """The default async transport.
 
@@ -80,18 +99,17 @@ class AnyioTransport:
         server_hostname: str,
         timeout: float | None,
     ) -> AnyioStream:
-        """Connect and handshake; raises :class:`apnskit.ConnectError` on any failure."""
+        """Connect and handshake within ``timeout`` in all (DNS, TCP and TLS together).
+
+        Raises:
+            ConnectError: Any failure (:class:`apnskit.ConnectTimeoutError` for the timeout).
+        """
+        raw: ByteStream | None = None
         try:
             with anyio.fail_after(timeout):
                 if self.proxy is None:
-                    stream = await anyio.connect_tcp(
-                        host,
-                        port,
-                        ssl_context=ssl_context,
-                        tls_hostname=server_hostname,
-                        # APNs does not need close_notify; skipping it keeps close() quick.
-                        tls_standard_compatible=False,
-                    )
+                    raw = await open_tcp_async(host, port)
+                    stream = await start_tls_async(raw, ssl_context, server_hostname)
                 else:
                     # The tunnel and the TLS session inside it, within the same budget.
                     stream = await connect_tls_async(
@@ -101,19 +119,25 @@ class AnyioTransport:
                         ssl_context=ssl_context,
                         server_hostname=server_hostname,
                     )
-        except TimeoutError as error:
-            via = f" through proxy {self.proxy.display}" if self.proxy is not None else ""
-            raise ConnectTimeoutError(f"connecting to {host}:{port}{via} timed out") from error
         except Exception as error:
-            mapped = map_connect_error(host, port, error)
+            if raw is not None:
+                await _close_quietly(raw)
+            if isinstance(error, TimeoutError) and not isinstance(error, ApnsError):
+                mapped: ConnectError = connect_timeout_error(host, port, timeout)
+            else:
+                mapped = map_connect_error(host, port, error)
             if self.proxy is not None:
                 mapped = with_proxy(mapped, self.proxy)
             raise mapped from error
         if stream.extra(TLSAttribute.alpn_protocol, None) != "h2":
-            with contextlib.suppress(Exception):
-                await stream.aclose()
+            await _close_quietly(stream)
             raise ConnectError(
                 f"{host}:{port} did not agree to HTTP/2 (ALPN h2); is it an APNs server?"
             )
         # Like the sync transport: writes may take as long as a connect, 30 s at least.
         return AnyioStream(stream, write_timeout=max(timeout or 0.0, 30.0))
+
+
+async def _close_quietly(stream: ByteStream) -> None:
+    with anyio.move_on_after(1.0, shield=True), contextlib.suppress(Exception):
+        await stream.aclose()

@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import selectors
 import socket
 import ssl
 import threading
+import time
+from typing import Any
 
-from apnskit._errors import ConnectError, ConnectionLostError, ConnectTimeoutError
+from apnskit._errors import ApnsError, ConnectError, ConnectionLostError, ConnectTimeoutError
 from apnskit._transports._proxy import Proxy, open_tunnel, with_proxy
 
-__all__ = ["SocketPoller", "SocketStream", "SocketTransport", "map_connect_error"]
+__all__ = [
+    "SocketPoller",
+    "SocketStream",
+    "SocketTransport",
+    "connect_timeout_error",
+    "map_connect_error",
+    "open_tcp",
+    "start_tls",
+]
 
 _READ_SIZE = 256 * 1024
 
@@ -168,6 +179,93 @@ class SocketPoller:
                 sock.close()
 
 
+def connect_timeout_error(host: str, port: int, timeout: float | None) -> ConnectTimeoutError:
+    """The error both clients report when ``Timeout.connect`` runs out (same words in each)."""
+    return ConnectTimeoutError(
+        f"connecting to {host}:{port} timed out: no HTTP/2 over TLS connection within "
+        f"{timeout:g} s (Timeout.connect covers DNS, TCP and the TLS handshake together)"
+    )
+
+
+def _remaining(deadline: float | None) -> float | None:
+    if deadline is None:
+        return None
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError("connect deadline passed")
+    return left
+
+
+def _resolve(host: str, port: int, deadline: float | None) -> list[Any]:
+    """``getaddrinfo`` bounded by ``deadline``.
+
+    The C call cannot be interrupted, so it runs in a daemon thread that is left behind if it
+    takes too long.
+    """
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:  # a literal address needs no lookup
+        return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST)
+    if deadline is None:
+        return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    outcome: list[Any] = []
+    done = threading.Event()
+
+    def resolve() -> None:
+        try:
+            outcome.append(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+        except BaseException as error:  # handed to the waiting thread
+            outcome.append(error)
+        done.set()
+
+    threading.Thread(target=resolve, name="apnskit-dns", daemon=True).start()
+    left = _remaining(deadline)
+    if not done.wait(left):
+        raise TimeoutError(f"resolving {host!r} (DNS) timed out")
+    result = outcome[0]
+    if isinstance(result, BaseException):
+        raise result
+    return list(result)
+
+
+def open_tcp(host: str, port: int, deadline: float | None) -> socket.socket:
+    """Resolve ``host`` and connect TCP to its first address that answers, by ``deadline``.
+
+    ``deadline`` is a ``time.monotonic()`` value (None: no limit) shared with the TLS step.
+    Raises the native error (``OSError``, ``socket.timeout``); :func:`map_connect_error` maps it.
+    """
+    last: OSError | None = None
+    for family, kind, proto, _, address in _resolve(host, port, deadline):
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.settimeout(_remaining(deadline))
+            sock.connect(address)
+        except OSError as error:
+            sock.close()
+            if isinstance(error, socket.timeout):
+                raise
+            last = error
+            continue
+        # Small frames must not wait for Nagle: APNs answers each request separately.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
+    raise last or OSError(f"no address found for {host!r}")
+
+
+def start_tls(
+    sock: socket.socket, ssl_context: ssl.SSLContext, server_hostname: str, deadline: float | None
+) -> ssl.SSLSocket:
+    """Run the TLS handshake over a connected ``sock`` by ``deadline``; returns the TLS socket.
+
+    Raises the native error (``ssl.SSLError``, ``socket.timeout``) on failure; the caller
+    checks the negotiated ALPN protocol.
+    """
+    sock.settimeout(_remaining(deadline))
+    return ssl_context.wrap_socket(sock, server_hostname=server_hostname)
+
+
 class SocketTransport:
     """The default sync transport: TCP with ``TCP_NODELAY``, TLS 1.2+, ALPN ``h2``.
 
@@ -187,21 +285,28 @@ class SocketTransport:
         server_hostname: str,
         timeout: float | None,
     ) -> SocketStream:
-        """Connect and handshake; raises :class:`apnskit.ConnectError` on any failure."""
+        """Connect and handshake within ``timeout`` in all (DNS, TCP and TLS together).
+
+        Raises:
+            ConnectError: Any failure (:class:`apnskit.ConnectTimeoutError` for the timeout).
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
         raw: socket.socket | None = None
         try:
             if self.proxy is None:
-                raw = socket.create_connection((host, port), timeout=timeout)
-                # Small frames must not wait for Nagle: APNs answers each request separately.
-                raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                raw = open_tcp(host, port, deadline)
             else:
-                # The tunnel: TLS below runs inside it, checked as without a proxy.
-                raw = open_tunnel(self.proxy, host, port, timeout)
-            sock = ssl_context.wrap_socket(raw, server_hostname=server_hostname)
+                # The tunnel: TLS below runs inside it, checked as without a proxy. The
+                # proxy's connect and handshake share the one connect deadline.
+                raw = open_tunnel(self.proxy, host, port, _remaining(deadline))
+            sock = start_tls(raw, ssl_context, server_hostname, deadline)
         except Exception as error:
             if raw is not None:
                 raw.close()
-            mapped = map_connect_error(host, port, error)
+            if isinstance(error, TimeoutError) and not isinstance(error, ApnsError):
+                mapped: ConnectError = connect_timeout_error(host, port, timeout)
+            else:
+                mapped = map_connect_error(host, port, error)
             if self.proxy is not None:
                 mapped = with_proxy(mapped, self.proxy)
             raise mapped from error

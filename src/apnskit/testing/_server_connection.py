@@ -706,7 +706,12 @@ class ServerConnection:
                 self._delayed.append((self._now + outcome.seconds, stream_id, outcome.reply))
         elif kind == "reset":
             self._stream_closed(stream_id)
-            self._h2.reset_stream(stream_id, error_code=outcome.error_code)
+            try:
+                self._h2.reset_stream(stream_id, error_code=outcome.error_code)
+            except ProtocolError:
+                # The client's GOAWAY closed the connection in the same read (a client that
+                # closes while requests are in flight), as for replies: nobody to answer.
+                return
         elif kind == "no_reply":
             self._last_handled_stream = stream_id
         elif kind == "drop":
