@@ -113,7 +113,7 @@ def test_draining_connection_that_goes_silent_is_pinged_and_closed() -> None:
     dispatcher.tick(wake)
     pings = [f for f in peer.parse(conn.core.data_to_send()) if isinstance(f, PingFrame)]
     assert len(pings) == 1
-    assert conn.state == PooledConnection.CHECKING
+    assert conn.ping_deadline is not None  # waiting for the ack
     # No ack within the PING timeout: the connection is closed and its tickets handled
     # (resent, as these notifications are idempotent), long before the 60 s deadline.
     wake = dispatcher.next_wakeup(wake)
@@ -157,11 +157,11 @@ def test_checking_a_draining_connection_does_not_block_a_new_one() -> None:
     conn, _ = _connect(dispatcher, 0.0)
     dispatcher.schedule(0.0)
     dispatcher.receive(conn, settings(MAX_CONCURRENT_STREAMS=10), now=0.0)
-    conn.answered = True  # no reconnect backoff: this test is about the CHECKING state
+    conn.answered = True  # no reconnect backoff: this test is about the pool slot
     dispatcher.receive(conn, goaway(1), now=1.0)
     wake = dispatcher.next_wakeup(1.0)
     assert wake is not None
     dispatcher.tick(wake)
-    assert conn.state == PooledConnection.CHECKING
+    assert conn.ping_deadline is not None  # PINGed, waiting for the ack
     dispatcher.submit(_notification(2), now=wake)
     assert len(dispatcher.connections_to_open(wake)) == 1
