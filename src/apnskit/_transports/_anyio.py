@@ -9,9 +9,9 @@ import anyio
 from anyio.abc import ByteStream
 from anyio.streams.tls import TLSAttribute, TLSStream
 
-from apnskit._errors import ApnsError, ConnectError, ConnectionLostError
-from apnskit._transports._proxy import Proxy, connect_tls_async, with_proxy
-from apnskit._transports._socket import connect_timeout_error, map_connect_error
+from apnskit._errors import ConnectError, ConnectionLostError
+from apnskit._transports._proxy import Proxy, connect_tls_async
+from apnskit._transports._socket import connect_failure
 
 __all__ = ["AnyioStream", "AnyioTransport", "open_tcp_async", "start_tls_async"]
 
@@ -122,13 +122,7 @@ class AnyioTransport:
         except Exception as error:
             if raw is not None:
                 await _close_quietly(raw)
-            if isinstance(error, TimeoutError) and not isinstance(error, ApnsError):
-                mapped: ConnectError = connect_timeout_error(host, port, timeout)
-            else:
-                mapped = map_connect_error(host, port, error)
-            if self.proxy is not None:
-                mapped = with_proxy(mapped, self.proxy)
-            raise mapped from error
+            raise connect_failure(host, port, timeout, error, self.proxy) from error
         if stream.extra(TLSAttribute.alpn_protocol, None) != "h2":
             await _close_quietly(stream)
             raise ConnectError(

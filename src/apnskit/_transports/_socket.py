@@ -187,6 +187,17 @@ def connect_timeout_error(host: str, port: int, timeout: float | None) -> Connec
     )
 
 
+def connect_failure(
+    host: str, port: int, timeout: float | None, error: BaseException, proxy: Proxy | None
+) -> ConnectError:
+    """The one error a failed connect raises, in both transports: same cause, same words."""
+    if isinstance(error, TimeoutError) and not isinstance(error, ApnsError):
+        mapped: ConnectError = connect_timeout_error(host, port, timeout)
+    else:
+        mapped = map_connect_error(host, port, error)
+    return mapped if proxy is None else with_proxy(mapped, proxy)
+
+
 def _remaining(deadline: float | None) -> float | None:
     if deadline is None:
         return None
@@ -303,13 +314,7 @@ class SocketTransport:
         except Exception as error:
             if raw is not None:
                 raw.close()
-            if isinstance(error, TimeoutError) and not isinstance(error, ApnsError):
-                mapped: ConnectError = connect_timeout_error(host, port, timeout)
-            else:
-                mapped = map_connect_error(host, port, error)
-            if self.proxy is not None:
-                mapped = with_proxy(mapped, self.proxy)
-            raise mapped from error
+            raise connect_failure(host, port, timeout, error, self.proxy) from error
         if sock.selected_alpn_protocol() != "h2":
             sock.close()
             raise ConnectError(
