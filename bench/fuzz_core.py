@@ -27,7 +27,11 @@ import traceback
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT / "tests" / "core"), str(ROOT / "tests" / "interop")]
+sys.path[:0] = [
+    str(ROOT / "tests"),
+    str(ROOT / "tests" / "core"),
+    str(ROOT / "tests" / "interop"),
+]
 
 import fuzz_support  # noqa: E402
 

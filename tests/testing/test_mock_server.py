@@ -15,6 +15,7 @@ from apnskit import ConfigurationError
 from apnskit.testing import MockApnsServer
 from apnskit.testing._cli import run_mock_server
 from support.h2client import TOKEN, H2TestClient
+from support.tls import make_tls_files
 
 # -- certificate (mutual TLS) mode ------------------------------------------------------------
 
@@ -161,45 +162,8 @@ def test_given_certificate_without_its_ca_is_refused(tmp_path) -> None:
 
 
 def test_self_signed_certificate_is_its_own_ca_file(tmp_path, connect) -> None:
-    import datetime as dt
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "self-signed mock")])
-    now = dt.datetime.now(dt.timezone.utc)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=1))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    (tmp_path / "self.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (tmp_path / "self.key").write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    with MockApnsServer(
-        certfile=tmp_path / "self.pem",
-        keyfile=tmp_path / "self.key",
-        ca_file=tmp_path / "self.pem",
-    ) as server:
+    certfile, keyfile = make_tls_files(tmp_path)
+    with MockApnsServer(certfile=certfile, keyfile=keyfile, ca_file=certfile) as server:
         creds = server.apns_token_credentials()
         assert connect(server, authorization=creds.authorization()[0]).push().status == 200
 
