@@ -31,21 +31,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 import apnskit
 from apnskit import ChannelError, MessageStoragePolicy, Reason
 from apnskit.testing import FakeTransport, MockApnsServer, ReceivedRequest, Reply
+from support.flavors import anyio_backend, flavor  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.anyio
 
 MakeClient = Callable[..., BroadcastClient]
-
-
-@pytest.fixture(params=["sync", "asyncio", "trio"])
-def flavor(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-def anyio_backend(flavor: str) -> str:
-    # PushClient needs no loop; its test bodies run on asyncio.
-    return "asyncio" if flavor == "sync" else flavor
 
 
 @pytest.fixture

@@ -13,17 +13,7 @@ import pytest
 from client_support import FAST_RETRY, Client, token_credentials
 
 import apnskit
-
-
-@pytest.fixture(params=["sync", "asyncio", "trio"])
-def flavor(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-def anyio_backend(flavor: str) -> str:
-    # The sync client needs no loop of its own; its test bodies run on asyncio.
-    return "asyncio" if flavor == "sync" else flavor
+from support.flavors import anyio_backend, flavor  # noqa: F401 (fixtures)
 
 
 @pytest.fixture

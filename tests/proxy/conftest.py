@@ -16,6 +16,7 @@ from proxy_support import FAST_RETRY, Client
 
 import apnskit
 from apnskit.testing import MockApnsServer
+from support.flavors import anyio_backend, flavor  # noqa: F401 (fixtures)
 
 
 @pytest.fixture(scope="session")
@@ -69,17 +70,6 @@ def pproxy_auth(proxy_dir: Path) -> Iterator[ProxyServer]:
     """pproxy's SOCKS5 server with username/password authentication (USER, PASSWORD)."""
     with pproxy(proxy_dir, "socks5", (USER, PASSWORD)) as server:
         yield server
-
-
-@pytest.fixture(params=["sync", "asyncio", "trio"])
-def flavor(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-def anyio_backend(flavor: str) -> str:
-    # The sync client needs no loop of its own; its test bodies run on asyncio.
-    return "asyncio" if flavor == "sync" else flavor
 
 
 @pytest.fixture
