@@ -39,7 +39,7 @@ def main() -> None:
         from hpack.huffman import HuffmanEncoder
         from hpack.huffman_constants import REQUEST_CODES, REQUEST_CODES_LENGTH
 
-        from apnskit._core import _hpack
+        from apnskit._core import hpack_codec as _hpack
 
         encoder = HuffmanEncoder(REQUEST_CODES, REQUEST_CODES_LENGTH)
         rnd = random.Random(5)

@@ -42,8 +42,8 @@ import h2.config
 import h2.connection
 import h2.events
 
-from apnskit._core._hpack import encode_integer
-from apnskit._credentials import TokenCredentials
+from apnskit._core.hpack_codec import encode_integer
+from apnskit._credentials.credentials import TokenCredentials
 
 TOPIC = "com.example.app"
 TOKEN = "0123456789abcdef" * 4

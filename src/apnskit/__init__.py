@@ -1,15 +1,8 @@
 """apnskit: Apple Push Notification service over HTTP/2, sync and async, on a sans-I/O core."""
 
 # -- clients (issue 4) --
-from apnskit._async_client import AsyncPushClient
-from apnskit._broadcast import (
-    BroadcastNotification,
-    Channel,
-    ChannelError,
-    ChannelList,
-    MessageStoragePolicy,
-)
-from apnskit._certinfo import CertificateInfo, CertificateTopic
+from apnskit._clients.async_client import AsyncPushClient
+from apnskit._clients.sync_client import PushClient
 from apnskit._config import (
     DEFAULT_LIMITS,
     DEFAULT_RETRY_POLICY,
@@ -19,7 +12,9 @@ from apnskit._config import (
     RetryPolicy,
     Timeout,
 )
-from apnskit._core.dispatch import (
+from apnskit._credentials.certinfo import CertificateInfo, CertificateTopic
+from apnskit._credentials.credentials import CertificateCredentials, TokenCredentials
+from apnskit._engine.dispatch import (
     ClientEvent,
     ConnectionClosed,
     ConnectionFailed,
@@ -29,7 +24,6 @@ from apnskit._core.dispatch import (
     ResultReady,
     RetryScheduled,
 )
-from apnskit._credentials import CertificateCredentials, TokenCredentials
 from apnskit._errors import (
     ApnsError,
     ApnsTimeoutError,
@@ -48,7 +42,14 @@ from apnskit._errors import (
     RemoteProtocolError,
     TransportError,
 )
-from apnskit._models import (
+from apnskit._model.broadcast import (
+    BroadcastNotification,
+    Channel,
+    ChannelError,
+    ChannelList,
+    MessageStoragePolicy,
+)
+from apnskit._model.notification import (
     Alert,
     InterruptionLevel,
     LiveActivityEvent,
@@ -58,8 +59,7 @@ from apnskit._models import (
     PushType,
     Sound,
 )
-from apnskit._results import PushResult, Reason
-from apnskit._sync_client import PushClient
+from apnskit._model.results import PushResult, Reason
 
 __version__ = "0.1.0"
 

@@ -32,7 +32,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from apnskit._results import PushResult
+    from apnskit._model.results import PushResult
 
 __all__ = [
     "ApnsError",

@@ -18,7 +18,7 @@ from broadcast_support import (
 )
 
 from apnskit import ConfigurationError, Payload, Reason
-from apnskit._broadcast import (
+from apnskit._model.broadcast import (
     BroadcastNotification,
     ChannelError,
     MessageStoragePolicy,

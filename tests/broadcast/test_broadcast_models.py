@@ -10,7 +10,7 @@ import pytest
 from broadcast_support import BUNDLE, CHANNEL, REQUEST_ID, UPDATE
 
 from apnskit import InvalidNotificationError, Payload, Priority, PushResult, Reason
-from apnskit._broadcast import (
+from apnskit._model.broadcast import (
     BroadcastNotification,
     MessageStoragePolicy,
     create_channel_request,
@@ -322,7 +322,7 @@ def test_broadcast_reasons_are_known() -> None:
 
 
 def test_delete_that_was_resent_and_finds_no_channel_counts_as_deleted() -> None:
-    from apnskit._broadcast import ChannelError, check_deleted, delete_channel_request
+    from apnskit._model.broadcast import ChannelError, check_deleted, delete_channel_request
 
     request = delete_channel_request("com.example.app", "dHN0LXNyY2gtY2hubA==")
     gone = PushResult(

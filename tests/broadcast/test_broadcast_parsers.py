@@ -6,7 +6,7 @@ import pytest
 from broadcast_support import BUNDLE, CHANNEL, REQUEST_ID
 
 from apnskit import ConnectionLostError, PushRejectedError, PushResult, Reason
-from apnskit._broadcast import (
+from apnskit._model.broadcast import (
     Channel,
     ChannelError,
     ChannelRequest,
@@ -19,7 +19,7 @@ from apnskit._broadcast import (
     get_channel_request,
     list_channels_request,
 )
-from apnskit._results import parse_reason
+from apnskit._model.results import parse_reason
 
 CREATE = create_channel_request(BUNDLE, MessageStoragePolicy.MOST_RECENT)
 GET = get_channel_request(BUNDLE, CHANNEL)

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.serialization import (
     pkcs12,
 )
 
-from apnskit._client_common import CERTIFICATE_REFUSED
+from apnskit._clients.common import CERTIFICATE_REFUSED
 from apnskit.testing import MockApnsServer
 
 TOKEN = "ab" * 32

@@ -24,10 +24,10 @@ from client_support import (
 )
 
 import apnskit
-import apnskit._async_client as async_client_module
-import apnskit._sync_client as sync_client_module
-from apnskit._core import dispatch
-from apnskit._core.dispatch import ConnectionClosed, ConnectionOpened
+import apnskit._clients.async_client as async_client_module
+import apnskit._clients.sync_client as sync_client_module
+from apnskit._engine import dispatch
+from apnskit._engine.dispatch import ConnectionClosed, ConnectionOpened
 from apnskit.testing import FakeTransport, Fault, MockApnsServer, ReceivedRequest, Reply
 
 pytestmark = pytest.mark.anyio
@@ -474,7 +474,7 @@ def test_connect_timeout_bounds_dns_too(monkeypatch: pytest.MonkeyPatch) -> None
         return real(*args, **kwargs)
 
     monkeypatch.setattr(socket, "getaddrinfo", slow_getaddrinfo)
-    transport = apnskit._transports._socket.SocketTransport()  # type: ignore[attr-defined]
+    transport = apnskit._transports.socket_transport.SocketTransport()  # type: ignore[attr-defined]
     try:
         with pytest.raises(apnskit.ConnectTimeoutError, match="DNS, TCP and the TLS"):
             transport.connect(

@@ -12,7 +12,7 @@ from typing import Any
 from client_support import echo, notification
 
 import apnskit
-from apnskit._core.dispatch import Dispatcher, PooledConnection, Ticket
+from apnskit._engine.dispatch import Dispatcher, PooledConnection, Ticket
 from apnskit.testing import ReceivedRequest, Reply
 from apnskit.testing._server_connection import ServerConnection
 

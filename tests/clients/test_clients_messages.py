@@ -8,7 +8,7 @@ import pytest
 from client_support import Client, notification
 
 import apnskit
-from apnskit._client_common import CERTIFICATE_REFUSED
+from apnskit._clients.common import CERTIFICATE_REFUSED
 from apnskit.testing import MockApnsServer
 
 pytestmark = pytest.mark.anyio

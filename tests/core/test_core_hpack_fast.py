@@ -16,7 +16,7 @@ from hpack.huffman import HuffmanEncoder
 from hpack.huffman_constants import REQUEST_CODES, REQUEST_CODES_LENGTH
 from hpack.huffman_table import decode_huffman
 
-from apnskit._core._hpack import HeaderEncoder, HpackError, _decode_huffman
+from apnskit._core.hpack_codec import HeaderEncoder, HpackError, _decode_huffman
 
 _ENCODER = HuffmanEncoder(REQUEST_CODES, REQUEST_CODES_LENGTH)
 

@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 from peer import APNS_HEADERS, AUTHORITY, BODY, PATH, Peer, send, start
 from peer import settings as settings_frame
 
-from apnskit._core._hpack import HeaderDecoder, HeaderEncoder, encode_integer
 from apnskit._core.connection import ApnsConnection
+from apnskit._core.hpack_codec import HeaderDecoder, HeaderEncoder, encode_integer
 
 ALL_APNS_HEADERS = (
     ("apns-push-type", "alert"),

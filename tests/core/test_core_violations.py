@@ -29,9 +29,9 @@ from peer import (
     start,
 )
 
-from apnskit._core._hpack import HeaderDecoder, HpackError, encode_integer
 from apnskit._core.connection import ApnsConnection, ErrorCode
 from apnskit._core.events import ConnectionTerminated, ResponseReceived
+from apnskit._core.hpack_codec import HeaderDecoder, HpackError, encode_integer
 from apnskit._errors import RemoteProtocolError
 
 P = ErrorCode.PROTOCOL_ERROR

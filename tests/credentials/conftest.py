@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.x509.oid import NameOID
 
-from apnskit._certinfo import (
+from apnskit._credentials.certinfo import (
     DEVELOPMENT_OID,
     PRODUCTION_OID,
     TOPICS_OID,

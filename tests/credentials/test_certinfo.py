@@ -7,7 +7,7 @@ import pytest
 from cryptography import x509
 
 from apnskit import CertificateInfo, CertificateTopic, CredentialsError, Environment
-from apnskit._certinfo import (
+from apnskit._credentials.certinfo import (
     TOPICS_OID,
     decode_topics_extension,
     encode_topics_extension,

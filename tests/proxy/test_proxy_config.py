@@ -9,7 +9,7 @@ import pytest
 from proxy_support import FAST_RETRY
 
 import apnskit
-from apnskit._transports._proxy import Proxy, choose_proxy, parse_proxy
+from apnskit._transports.proxy import Proxy, choose_proxy, parse_proxy
 from apnskit.testing import FakeTransport, MockApnsServer
 
 HOST = "api.push.apple.com"

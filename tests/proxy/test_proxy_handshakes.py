@@ -12,7 +12,7 @@ import socket
 import pytest
 
 import apnskit
-from apnskit._transports._proxy import _handshake, parse_proxy
+from apnskit._transports.proxy import _handshake, parse_proxy
 
 
 def run(

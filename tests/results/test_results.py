@@ -8,7 +8,7 @@ import pytest
 
 import apnskit
 from apnskit import PushRejectedError, PushResult, Reason
-from apnskit._results import parse_reason
+from apnskit._model.results import parse_reason
 
 # Apple's "Handling notification responses from APNs" table (apns-reference.md, Response).
 APPLE_TABLE = {

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
-from apnskit._results import PushResult, parse_reason
+from apnskit._model.results import PushResult, parse_reason
 
 TOKEN = "ab" * 32
 TOPIC = "com.example.app"

@@ -10,7 +10,7 @@ import h2.events
 import pytest
 from h2.settings import SettingCodes, Settings
 
-from apnskit._core._hpack import encode_integer as _hpack_int
+from apnskit._core.hpack_codec import encode_integer as _hpack_int
 from apnskit.testing import Fault, ReceivedRequest, Reply, ServerConnection
 
 HEADERS = [

@@ -9,8 +9,8 @@ import anyio
 import pytest
 
 from apnskit import ConnectionLostError
-from apnskit._transports._anyio import AnyioStream
-from apnskit._transports._socket import SocketStream
+from apnskit._transports.anyio_transport import AnyioStream
+from apnskit._transports.socket_transport import SocketStream
 
 
 @pytest.fixture(params=["asyncio", "trio"])

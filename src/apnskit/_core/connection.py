@@ -44,7 +44,6 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
-from apnskit._core._hpack import HeaderDecoder, HeaderEncoder
 from apnskit._core.events import (
     ConnectionTerminated,
     Event,
@@ -53,6 +52,7 @@ from apnskit._core.events import (
     SettingsReceived,
     StreamReset,
 )
+from apnskit._core.hpack_codec import HeaderDecoder, HeaderEncoder
 from apnskit._errors import LocalProtocolError, RemoteProtocolError
 
 __all__ = ["ApnsConnection", "ErrorCode", "RequestHandle"]

@@ -14,13 +14,18 @@ import json
 import time
 from typing import Any, TextIO
 
-from apnskit._broadcast import BroadcastNotification, Channel, ChannelError, MessageStoragePolicy
+from apnskit._clients.sync_client import PushClient
 from apnskit._config import RetryPolicy, Timeout
-from apnskit._credentials import CertificateCredentials, TokenCredentials
+from apnskit._credentials.credentials import CertificateCredentials, TokenCredentials
 from apnskit._errors import ConfigurationError, CredentialsError
-from apnskit._models import Alert, LiveActivityEvent, Payload
-from apnskit._results import PushResult
-from apnskit._sync_client import PushClient
+from apnskit._model.broadcast import (
+    BroadcastNotification,
+    Channel,
+    ChannelError,
+    MessageStoragePolicy,
+)
+from apnskit._model.notification import Alert, LiveActivityEvent, Payload
+from apnskit._model.results import PushResult
 from apnskit.cli._options import (
     CHANNELS_EXIT_CODES,
     EXIT_CODES_EPILOG,

@@ -17,11 +17,11 @@ from typing import Any, TextIO
 
 from cryptography import x509
 
-from apnskit._client_common import CERTIFICATE_REFUSED, build_ssl_context
+from apnskit._clients.common import CERTIFICATE_REFUSED, build_ssl_context
 from apnskit._config import DEFAULT_PORT, Environment
-from apnskit._credentials import CertificateCredentials, TokenCredentials
+from apnskit._credentials.credentials import CertificateCredentials, TokenCredentials
 from apnskit._errors import ConfigurationError, ConnectError
-from apnskit._transports._proxy import Proxy, choose_proxy, open_tunnel
+from apnskit._transports.proxy import Proxy, choose_proxy, open_tunnel
 from apnskit.cli._options import (
     CHECK_EXIT_CODES,
     EXIT_OK,

@@ -22,12 +22,12 @@ from typing import Any, TextIO
 
 import anyio
 
-from apnskit._async_client import AsyncPushClient
-from apnskit._credentials import TokenCredentials
+from apnskit._clients.async_client import AsyncPushClient
+from apnskit._clients.sync_client import PushClient
+from apnskit._credentials.credentials import TokenCredentials
 from apnskit._errors import InvalidNotificationError
-from apnskit._models import Notification
-from apnskit._results import PushResult
-from apnskit._sync_client import PushClient
+from apnskit._model.notification import Notification
+from apnskit._model.results import PushResult
 from apnskit.cli._options import EXIT_OK, EXIT_REJECTED, UsageError
 
 __all__ = ["add_demo_parser", "run_demo"]

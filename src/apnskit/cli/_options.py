@@ -17,7 +17,7 @@ import re
 import sys
 from typing import NoReturn, TextIO
 
-from apnskit._credentials import CertificateCredentials, TokenCredentials
+from apnskit._credentials.credentials import CertificateCredentials, TokenCredentials
 from apnskit._errors import CredentialsError
 
 __all__ = [

@@ -20,12 +20,12 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any, TextIO
 
+from apnskit._clients.sync_client import PushClient
 from apnskit._config import RetryPolicy, Timeout
-from apnskit._credentials import CertificateCredentials, TokenCredentials
+from apnskit._credentials.credentials import CertificateCredentials, TokenCredentials
 from apnskit._errors import ApnsError, ConfigurationError, CredentialsError
-from apnskit._models import Notification, PushType
-from apnskit._results import PushResult
-from apnskit._sync_client import PushClient
+from apnskit._model.notification import Notification, PushType
+from apnskit._model.results import PushResult
 from apnskit.cli._options import (
     EXIT_CODES_EPILOG,
     EXIT_OK,

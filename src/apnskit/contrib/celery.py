@@ -68,6 +68,7 @@ from celery import Task, signals
 from celery.canvas import Signature, signature
 from kombu.utils.json import register_type
 
+from apnskit._clients.sync_client import PushClient
 from apnskit._config import (
     DEFAULT_LIMITS,
     DEFAULT_RETRY_POLICY,
@@ -77,11 +78,10 @@ from apnskit._config import (
     RetryPolicy,
     Timeout,
 )
-from apnskit._credentials import CertificateCredentials, TokenCredentials
+from apnskit._credentials.credentials import CertificateCredentials, TokenCredentials
 from apnskit._errors import ConfigurationError, CredentialsError, InvalidNotificationError
-from apnskit._models import Notification
-from apnskit._results import PushResult, Reason
-from apnskit._sync_client import PushClient
+from apnskit._model.notification import Notification
+from apnskit._model.results import PushResult, Reason
 
 __all__ = [
     "ApnsTasks",

@@ -39,7 +39,7 @@ from apnskit.testing._validation import (
 )
 
 if TYPE_CHECKING:
-    from apnskit._broadcast import Channel
+    from apnskit._model.broadcast import Channel
 
 __all__ = ["ApnsApplication", "FaultPlan", "ReceivedNotification"]
 
@@ -390,7 +390,7 @@ class ApnsApplication:
 
     def channels(self, bundle_id: str) -> list[Channel]:
         """The channels ``bundle_id`` has now, oldest first."""
-        from apnskit._broadcast import Channel, MessageStoragePolicy
+        from apnskit._model.broadcast import Channel, MessageStoragePolicy
 
         with self.lock:
             stored = self.channel_store.channels(bundle_id)

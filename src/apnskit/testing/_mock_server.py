@@ -64,8 +64,8 @@ from apnskit.testing._server_connection import ServerConnection
 from apnskit.testing._validation import MAX_CHANNELS
 
 if TYPE_CHECKING:
-    from apnskit._broadcast import Channel
-    from apnskit._credentials import TokenCredentials
+    from apnskit._credentials.credentials import TokenCredentials
+    from apnskit._model.broadcast import Channel
 
 __all__ = ["MockApnsServer", "TokenKey"]
 
@@ -402,7 +402,7 @@ class MockApnsServer:
                 :meth:`advance_clock` ages their tokens the same way (they renew instead of
                 being rejected). Use ``faults.expire_token_next`` to test the rejection.
         """
-        from apnskit._credentials import TokenCredentials
+        from apnskit._credentials.credentials import TokenCredentials
 
         token_key = self.new_token_key()
         if follow_server_clock:
@@ -436,7 +436,7 @@ class MockApnsServer:
         Returns:
             ``(certificate_pem_path, private_key_pem_path)``.
         """
-        from apnskit._certinfo import (
+        from apnskit._credentials.certinfo import (
             DEVELOPMENT_OID,
             PRODUCTION_OID,
             TOPICS_OID,
@@ -652,7 +652,7 @@ class MockApnsServer:
         cert_info = None
         der = stream.extra(TLSAttribute.peer_certificate_binary, None)
         if der is not None:
-            from apnskit._certinfo import read_certificate_info
+            from apnskit._credentials.certinfo import read_certificate_info
 
             cert_info = read_certificate_info(x509.load_der_x509_certificate(der))
         connection_id = self._next_connection_id

@@ -82,7 +82,7 @@ from h2.events import (
 from h2.exceptions import ProtocolError, StreamClosedError
 from h2.settings import SettingCodes, Settings
 
-from apnskit._core._hpack import encode_integer
+from apnskit._core.hpack_codec import encode_integer
 
 __all__ = [
     "App",
@@ -134,7 +134,7 @@ class ConnectionContext:
     Attributes:
         connection_id: A number unique among the server's connections.
         client_certificate_info: For mutual TLS, what the client certificate allows (an
-            ``apnskit._certinfo.CertificateInfo``), else ``None``.
+            ``apnskit._credentials.certinfo.CertificateInfo``), else ``None``.
         state: Free space for the app's per-connection state (e.g. the provider token last
             presented and when).
     """

@@ -2,7 +2,7 @@
 
 The rules and reasons follow Apple's "Sending notification requests to APNs" and "Handling
 notification responses from APNs" (see ../shared/apns-reference.md). They are written here
-independently of the client's own checks in ``apnskit._models``, so a mistake in one is
+independently of the client's own checks in ``apnskit._model.notification``, so a mistake in one is
 caught by the other.
 
 Order of checks (the first failing one answers):
@@ -467,7 +467,7 @@ def _default_certificate_topic(cert_info: Any) -> str | None:
 #
 # From Apple's "Sending broadcast push notification requests to APNs", "Sending channel
 # management requests to APNs" and the broadcast rows of "Handling error responses from APNs"
-# (the rules are summarized in apnskit._broadcast's docstring). Apple gives no order for these
+# (the rules are summarized in apnskit._model.broadcast's docstring). Apple gives no order for these
 # checks; this one follows the device-push order: method, path, headers, authentication,
 # topic, channel, push type, priority, expiration, request id, payload.
 #

@@ -47,7 +47,7 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 from apnskit._errors import ApnsError, InvalidNotificationError, PushRejectedError
-from apnskit._models import (
+from apnskit._model.notification import (
     _ALL_SUFFIXES,
     LiveActivityEvent,
     Payload,
@@ -56,7 +56,7 @@ from apnskit._models import (
     _epoch,
     _serialize,
 )
-from apnskit._results import PushResult
+from apnskit._model.results import PushResult
 
 __all__ = [
     "BroadcastNotification",

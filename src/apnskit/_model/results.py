@@ -17,7 +17,7 @@ from apnskit import _errors
 from apnskit._errors import ApnsError, InvalidNotificationError, PushRejectedError
 
 if TYPE_CHECKING:
-    from apnskit._models import Notification
+    from apnskit._model.notification import Notification
 
 __all__ = ["PushResult", "Reason", "parse_reason"]
 
@@ -244,7 +244,7 @@ class PushResult:
             TypeError: The result belongs to something other than a device
                 :class:`~apnskit.Notification` (a broadcast or channel request).
         """
-        from apnskit._models import Notification
+        from apnskit._model.notification import Notification
 
         notification = self.notification
         if not isinstance(notification, Notification):
@@ -283,7 +283,7 @@ class PushResult:
                 ``notification`` or ``status``, or a value of the wrong type; the error names
                 the field (``notification.<field>`` for the notification's own).
         """
-        from apnskit._models import Notification
+        from apnskit._model.notification import Notification
 
         if not isinstance(data, Mapping):
             raise InvalidNotificationError("result", f"{type(data).__name__} is not a dict")

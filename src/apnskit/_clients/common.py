@@ -22,7 +22,7 @@ from apnskit._config import (
     RetryPolicy,
     Timeout,
 )
-from apnskit._core.dispatch import ClientEvent, Dispatcher, PooledConnection, Ticket
+from apnskit._engine.dispatch import ClientEvent, Dispatcher, PooledConnection, Ticket
 from apnskit._errors import (
     ApnsError,
     ConfigurationError,
@@ -30,7 +30,7 @@ from apnskit._errors import (
     CredentialsError,
     InvalidNotificationError,
 )
-from apnskit._transports._proxy import Proxy, choose_proxy
+from apnskit._transports.proxy import Proxy, choose_proxy
 
 __all__ = [
     "CERTIFICATE_REFUSED",
@@ -382,7 +382,7 @@ class ClientBase:
 
 def check_broadcast(notification: object) -> None:
     """Refuse anything but a :class:`apnskit.BroadcastNotification` in ``send_broadcast``."""
-    from apnskit._broadcast import BroadcastNotification
+    from apnskit._model.broadcast import BroadcastNotification
 
     if not isinstance(notification, BroadcastNotification):
         raise InvalidNotificationError(

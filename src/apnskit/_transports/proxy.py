@@ -461,7 +461,7 @@ def _printable(text: str) -> str:
 
 def _unreachable(proxy: Proxy, error: BaseException) -> ConnectError:
     """The proxy itself could not be reached: say so, naming it."""
-    from apnskit._transports._socket import map_connect_error
+    from apnskit._transports.socket_transport import map_connect_error
 
     mapped = map_connect_error(proxy.host, proxy.port, error)
     message = f"cannot reach proxy {proxy.display}: {mapped}"

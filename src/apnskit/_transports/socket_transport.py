@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from apnskit._errors import ApnsError, ConnectError, ConnectionLostError, ConnectTimeoutError
-from apnskit._transports._proxy import Proxy, open_tunnel, with_proxy
+from apnskit._transports.proxy import Proxy, open_tunnel, with_proxy
 
 __all__ = [
     "SocketPoller",

@@ -23,7 +23,10 @@ from typing import Any
 import anyio
 import anyio.abc
 
-from apnskit._broadcast import (
+from apnskit._clients.common import ClientBase, check_broadcast, closed_by_server
+from apnskit._engine.dispatch import PooledConnection, Ticket
+from apnskit._errors import ApnsError, ClientClosedError, ConfigurationError
+from apnskit._model.broadcast import (
     BroadcastNotification,
     Channel,
     ChannelList,
@@ -37,11 +40,8 @@ from apnskit._broadcast import (
     get_channel_request,
     list_channels_request,
 )
-from apnskit._client_common import ClientBase, check_broadcast, closed_by_server
-from apnskit._core.dispatch import PooledConnection, Ticket
-from apnskit._errors import ApnsError, ClientClosedError, ConfigurationError
-from apnskit._results import PushResult
-from apnskit._transports._anyio import AnyioTransport
+from apnskit._model.results import PushResult
+from apnskit._transports.anyio_transport import AnyioTransport
 
 __all__ = ["AsyncPushClient"]
 

@@ -2,7 +2,7 @@
 
 How it waits: whichever calling thread finds nobody doing I/O becomes the *driver*. It
 multiplexes every pooled connection with one poller, feeds what it reads to the shared
-:class:`~apnskit._core.dispatch.Dispatcher` and wakes the threads whose notifications ended.
+:class:`~apnskit._engine.dispatch.Dispatcher` and wakes the threads whose notifications ended.
 When its own notification is done it hands the role over. Other threads only queue their
 notifications and wake the driver, so no socket is ever touched by two threads at once (an
 ``ssl.SSLSocket`` must not be).
@@ -25,7 +25,15 @@ from collections.abc import Callable, Generator, Iterable, Iterator
 from types import TracebackType
 from typing import Any
 
-from apnskit._broadcast import (
+from apnskit._clients.common import ClientBase, check_broadcast, closed_by_server
+from apnskit._engine.dispatch import PooledConnection, Ticket
+from apnskit._errors import (
+    ApnsError,
+    ClientClosedError,
+    ConfigurationError,
+    ConnectError,
+)
+from apnskit._model.broadcast import (
     BroadcastNotification,
     Channel,
     ChannelList,
@@ -39,17 +47,9 @@ from apnskit._broadcast import (
     get_channel_request,
     list_channels_request,
 )
-from apnskit._client_common import ClientBase, check_broadcast, closed_by_server
-from apnskit._core.dispatch import PooledConnection, Ticket
-from apnskit._errors import (
-    ApnsError,
-    ClientClosedError,
-    ConfigurationError,
-    ConnectError,
-)
-from apnskit._results import PushResult
+from apnskit._model.results import PushResult
 from apnskit._transports import SyncPoller, SyncStream
-from apnskit._transports._socket import SocketTransport
+from apnskit._transports.socket_transport import SocketTransport
 
 __all__ = ["PushClient"]
 

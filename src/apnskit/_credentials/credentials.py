@@ -16,7 +16,7 @@ once every 20 minutes and at least once every 60 minutes, or APNs answers 429
 connection, so one :class:`TokenCredentials` object serves all threads, event loops and clients.
 
 Certificate rules come from "Establishing a certificate-based connection to APNs"; what the
-certificate says about itself is read by :mod:`apnskit._certinfo`.
+certificate says about itself is read by :mod:`apnskit._credentials.certinfo`.
 
 No secret (key, JWT, password, PEM text) is ever put in a repr, a log line or an exception
 message.
@@ -47,8 +47,8 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, r
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.hazmat.primitives.serialization import pkcs12
 
-from apnskit._certinfo import CertificateInfo, CertificateTopic, read_certificate_info
 from apnskit._config import Environment
+from apnskit._credentials.certinfo import CertificateInfo, CertificateTopic, read_certificate_info
 from apnskit._errors import CredentialsError
 
 __all__ = ["CertificateCredentials", "Credentials", "TokenCredentials"]

@@ -51,7 +51,7 @@ from apnskit._errors import (
     DeadlineExceededError,
     InvalidNotificationError,
 )
-from apnskit._results import PushResult, Reason, parse_reason
+from apnskit._model.results import PushResult, Reason, parse_reason
 
 __all__ = [
     "ClientEvent",

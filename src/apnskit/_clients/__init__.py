@@ -1,0 +1,1 @@
+"""The twin clients: PushClient (threads) and AsyncPushClient (anyio) over the one engine."""
