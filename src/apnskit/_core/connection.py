@@ -42,7 +42,7 @@ import re
 import struct
 from collections import deque
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Final
 
 from apnskit._core.events import (
     ConnectionTerminated,
@@ -91,20 +91,20 @@ SETTINGS_MAX_HEADER_LIST_SIZE = 0x6
 class ErrorCode:
     """HTTP/2 error codes (RFC 9113 section 7)."""
 
-    NO_ERROR = 0x0
-    PROTOCOL_ERROR = 0x1
-    INTERNAL_ERROR = 0x2
-    FLOW_CONTROL_ERROR = 0x3
-    SETTINGS_TIMEOUT = 0x4
-    STREAM_CLOSED = 0x5
-    FRAME_SIZE_ERROR = 0x6
-    REFUSED_STREAM = 0x7
-    CANCEL = 0x8
-    COMPRESSION_ERROR = 0x9
-    CONNECT_ERROR = 0xA
-    ENHANCE_YOUR_CALM = 0xB
-    INADEQUATE_SECURITY = 0xC
-    HTTP_1_1_REQUIRED = 0xD
+    NO_ERROR: Final = 0x0
+    PROTOCOL_ERROR: Final = 0x1
+    INTERNAL_ERROR: Final = 0x2
+    FLOW_CONTROL_ERROR: Final = 0x3
+    SETTINGS_TIMEOUT: Final = 0x4
+    STREAM_CLOSED: Final = 0x5
+    FRAME_SIZE_ERROR: Final = 0x6
+    REFUSED_STREAM: Final = 0x7
+    CANCEL: Final = 0x8
+    COMPRESSION_ERROR: Final = 0x9
+    CONNECT_ERROR: Final = 0xA
+    ENHANCE_YOUR_CALM: Final = 0xB
+    INADEQUATE_SECURITY: Final = 0xC
+    HTTP_1_1_REQUIRED: Final = 0xD
 
 
 _MAX_WINDOW = 2**31 - 1  # section 6.9.1
