@@ -1,4 +1,4 @@
-"""Developer sessions: ``nox -s tests lint typecheck docs``.
+"""Developer sessions: ``nox -s tests lint typecheck docs``, and ``tests_compiled`` (needs gcc).
 
 CI (``.ci/run``) runs the same commands the README gives; these sessions are the long form.
 """
@@ -27,10 +27,41 @@ def tests(session: nox.Session) -> None:
 
 
 @nox.session
+def tests_compiled(session: nox.Session) -> None:
+    """Run the test suite on the optional mypyc-compiled build (issue 13).
+
+    A regular install built with ``APNSKIT_COMPILE=1`` (needs gcc and the Python headers);
+    tests/packaging/test_compiled_build.py checks the compiled modules are the ones imported.
+    """
+    session.install(".[tests]", env={"APNSKIT_COMPILE": "1"})
+    session.run(
+        "python",
+        "-m",
+        "pytest",
+        "-n",
+        "2",
+        "-m",
+        "not pure_python",
+        *session.posargs,
+        env={"APNSKIT_EXPECT_COMPILED": "1"},
+    )
+
+
+@nox.session
 def lint(session: nox.Session) -> None:
     """ruff check and ruff format --check."""
     session.install(".[lint]")
-    session.run("ruff", "check", "src", "tests", "examples", "bench", "noxfile.py", "conftest.py")
+    session.run(
+        "ruff",
+        "check",
+        "src",
+        "tests",
+        "examples",
+        "bench",
+        "noxfile.py",
+        "hatch_build.py",
+        "conftest.py",
+    )
     session.run(
         "ruff",
         "format",
@@ -40,6 +71,7 @@ def lint(session: nox.Session) -> None:
         "examples",
         "bench",
         "noxfile.py",
+        "hatch_build.py",
         "conftest.py",
     )
 

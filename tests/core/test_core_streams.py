@@ -387,6 +387,7 @@ def _count_body_offers(conn: ApnsConnection, monkeypatch: pytest.MonkeyPatch) ->
     return offers
 
 
+@pytest.mark.pure_python  # counts calls of a method: not possible on the compiled build
 def test_window_bound_bodies_are_offered_once_per_window_update(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -415,6 +416,7 @@ def test_window_bound_bodies_are_offered_once_per_window_update(
     assert len(offers) <= 1000 + updates
 
 
+@pytest.mark.pure_python  # counts calls of a method: not possible on the compiled build
 def test_body_waiting_on_its_stream_window_does_not_hold_up_the_others(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
