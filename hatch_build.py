@@ -55,7 +55,7 @@ def _enabled() -> bool:
     return os.environ.get(ENV_VAR) == "1"
 
 
-class CustomBuildHook(BuildHookInterface):  # type: ignore[type-arg]
+class CustomBuildHook(BuildHookInterface):
     """Compiles the configured modules with mypyc when ``APNSKIT_COMPILE=1``."""
 
     _tmp: tempfile.TemporaryDirectory[str] | None = None
