@@ -11,6 +11,8 @@ nox.options.sessions = ["tests", "lint", "typecheck", "docs"]
 nox.options.reuse_existing_virtualenvs = True
 
 PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
+# What ruff checks and formats (the same list as in .ci/run).
+LINTED = ("src", "tests", "examples", "bench", "noxfile.py", "hatch_build.py", "conftest.py")
 
 
 @nox.session(python=PYTHONS)
@@ -51,29 +53,8 @@ def tests_compiled(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     """ruff check and ruff format --check."""
     session.install(".[lint]")
-    session.run(
-        "ruff",
-        "check",
-        "src",
-        "tests",
-        "examples",
-        "bench",
-        "noxfile.py",
-        "hatch_build.py",
-        "conftest.py",
-    )
-    session.run(
-        "ruff",
-        "format",
-        "--check",
-        "src",
-        "tests",
-        "examples",
-        "bench",
-        "noxfile.py",
-        "hatch_build.py",
-        "conftest.py",
-    )
+    session.run("ruff", "check", *LINTED)
+    session.run("ruff", "format", "--check", *LINTED)
 
 
 @nox.session
