@@ -28,7 +28,7 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff check and ruff format --check."""
+    """ruff check, ruff format --check, and the generated sync client up to date."""
     session.install(".[lint]")
     session.run("ruff", "check", "src", "tests", "examples", "bench", "noxfile.py", "conftest.py")
     session.run(
@@ -42,6 +42,8 @@ def lint(session: nox.Session) -> None:
         "noxfile.py",
         "conftest.py",
     )
+    # PushClient's public layer is generated from AsyncPushClient's (issue 16).
+    session.run("python", ".ci/unasync.py", "--check")
 
 
 @nox.session
