@@ -34,6 +34,15 @@ def run_unasync(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def edit(path: Path, old: str, new: str) -> str:
+    """Replace ``old`` (which must be there) by ``new`` in the file; the new text."""
+    text = path.read_text(encoding="utf-8")
+    assert old in text
+    text = text.replace(old, new)
+    path.write_text(text, encoding="utf-8")
+    return text
+
+
 @pytest.fixture
 def tree(tmp_path: Path) -> Path:
     """A copy of the async source and the generated file, at their places in the repository."""
@@ -66,11 +75,11 @@ def test_the_imported_push_client_is_the_generated_one() -> None:
 
 def test_check_names_a_hand_edited_generated_file(tree: Path) -> None:
     generated = tree / SYNC
-    edited = generated.read_text(encoding="utf-8").replace(
+    edited = edit(
+        generated,
         "Send one notification and wait for its result.",
         "Send one notification and wait for its result (edited by hand).",
     )
-    generated.write_text(edited, encoding="utf-8")
     done = run_unasync("--check", "--root", str(tree))
     assert done.returncode == 1
     assert SYNC in done.stderr
@@ -80,13 +89,10 @@ def test_check_names_a_hand_edited_generated_file(tree: Path) -> None:
 
 
 def test_check_catches_an_async_edit_not_regenerated(tree: Path) -> None:
-    source = tree / ASYNC
-    source.write_text(
-        source.read_text(encoding="utf-8").replace(
-            "        ticket = await self._send_ticket(notification)\n",
-            "        ticket = await self._send_ticket(notification)  # changed\n",
-        ),
-        encoding="utf-8",
+    edit(
+        tree / ASYNC,
+        "        ticket = await self._send_ticket(notification)\n",
+        "        ticket = await self._send_ticket(notification)  # changed\n",
     )
     done = run_unasync("--check", "--root", str(tree))
     assert done.returncode == 1
@@ -101,11 +107,7 @@ def test_check_catches_an_async_edit_not_regenerated(tree: Path) -> None:
 
 def test_a_phrase_the_source_no_longer_has_is_refused(tree: Path) -> None:
     # The sync wording would silently stay behind the async one: the script stops instead.
-    source = tree / ASYNC
-    source.write_text(
-        source.read_text(encoding="utf-8").replace('"send() was cancelled"', '"send() stopped"'),
-        encoding="utf-8",
-    )
+    edit(tree / ASYNC, '"send() was cancelled"', '"send() stopped"')
     done = run_unasync("--check", "--root", str(tree))
     assert done.returncode == 2
     assert "phrase not found" in done.stderr
@@ -114,13 +116,10 @@ def test_a_phrase_the_source_no_longer_has_is_refused(tree: Path) -> None:
 
 def test_async_left_in_the_sync_output_is_refused(tree: Path) -> None:
     # anyio belongs to the driver; the token map does not know it, so the script refuses.
-    source = tree / ASYNC
-    source.write_text(
-        source.read_text(encoding="utf-8").replace(
-            "        await self._shutdown()\n",
-            "        await anyio.sleep(0)\n        await self._shutdown()\n",
-        ),
-        encoding="utf-8",
+    edit(
+        tree / ASYNC,
+        "        await self._shutdown()\n",
+        "        await anyio.sleep(0)\n        await self._shutdown()\n",
     )
     before = (tree / SYNC).read_text(encoding="utf-8")
     done = run_unasync("--root", str(tree))
