@@ -14,7 +14,7 @@ from apnskit._config import (
 )
 from apnskit._credentials.certinfo import CertificateInfo, CertificateTopic
 from apnskit._credentials.credentials import CertificateCredentials, TokenCredentials
-from apnskit._engine.dispatch import (
+from apnskit._engine.client_events import (
     ClientEvent,
     ConnectionClosed,
     ConnectionFailed,
@@ -22,6 +22,7 @@ from apnskit._engine.dispatch import (
     NotificationSent,
     NotificationSubmitted,
     ResultReady,
+    RetryCause,
     RetryScheduled,
 )
 from apnskit._errors import (
@@ -110,6 +111,7 @@ __all__ = [
     "Reason",
     "RemoteProtocolError",
     "ResultReady",
+    "RetryCause",
     "RetryPolicy",
     "RetryScheduled",
     "Sound",
