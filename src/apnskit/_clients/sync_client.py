@@ -19,7 +19,7 @@ from typing import Any
 
 from apnskit._clients.common import check_broadcast
 from apnskit._clients.sync_driver import SyncDriver, SyncSource, SyncWakeup
-from apnskit._engine.dispatch import Ticket
+from apnskit._engine.tickets import Ticket
 from apnskit._errors import ClientClosedError
 from apnskit._model.broadcast import (
     BroadcastNotification,
