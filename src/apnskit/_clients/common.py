@@ -22,9 +22,13 @@ from apnskit._config import (
     RetryPolicy,
     Timeout,
 )
-from apnskit._engine.dispatch import ClientEvent, Dispatcher, PooledConnection, Ticket
+from apnskit._engine.client_events import ClientEvent
+from apnskit._engine.dispatcher import Dispatcher
+from apnskit._engine.pool import PooledConnection
+from apnskit._engine.tickets import Ticket
 from apnskit._errors import (
     ApnsError,
+    ClientClosedError,
     ConfigurationError,
     ConnectionLostError,
     CredentialsError,
@@ -340,6 +344,7 @@ class ClientBase:
             host=setup.host,
             port=setup.port,
         )
+        self._closed = False
         self._init_io()
 
     def _check_transport(self, transport: Any) -> Any:
@@ -349,6 +354,10 @@ class ClientBase:
     def _init_io(self) -> None:
         """Set up the subclass's locks, poller and state."""
         raise NotImplementedError
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClientClosedError("the client was closed")
 
     def __repr__(self) -> str:
         s = self._setup
