@@ -108,7 +108,8 @@ def test_client_events_module_holds_every_event() -> None:
 def test_version_comes_from_the_package_metadata() -> None:
     assert apnskit.__version__ == importlib.metadata.version("apnskit")
     # One source: pyproject.toml. The package holds no copy of the number.
-    pyproject = (SRC.parents[1] / "pyproject.toml").read_text(encoding="utf-8")
+    # The checkout's pyproject.toml, also when apnskit is installed as a wheel (compiled run).
+    pyproject = (pathlib.Path(__file__).parents[2] / "pyproject.toml").read_text(encoding="utf-8")
     match = re.search(r'^version = "([^"]+)"', pyproject, re.MULTILINE)
     assert match is not None
     assert apnskit.__version__ == match.group(1)
