@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Any
 from apnskit._config import Environment
 from apnskit.testing._server_connection import Fault, ReceivedRequest, Reply, redact_headers
 from apnskit.testing._validation import (
-    _UUID_RE,
     MAX_CHANNELS,
     BroadcastValidator,
     ChannelStore,
@@ -34,6 +33,7 @@ from apnskit.testing._validation import (
     ProviderTokenVerifier,
     RequestValidator,
     TrustedKey,
+    echoed_id,
     is_broadcast_path,
     is_management_path,
 )
@@ -517,16 +517,11 @@ class ApnsApplication:
         path = request.path
         if is_broadcast_path(path) or is_management_path(path):
             # Apple: the apns-request-id is echoed, or made by APNs when the request had none.
-            request_id = request.headers.get("apns-request-id")
-            if request_id is None or _UUID_RE.fullmatch(request_id) is None:
-                request_id = str(uuid.uuid4())
-            return (("apns-request-id", request_id),)
+            return (("apns-request-id", echoed_id(request.headers.get("apns-request-id"))),)
         # Apple ("Handling notification responses from APNs"): every response has apns-id
         # (the request's, or one APNs made) and, in the development environment only,
         # apns-unique-id.
-        apns_id = request.headers.get("apns-id")
-        if apns_id is None or _UUID_RE.fullmatch(apns_id) is None:
-            apns_id = str(uuid.uuid4())
+        apns_id = echoed_id(request.headers.get("apns-id"))
         if self.environment is Environment.SANDBOX:
             return (("apns-id", apns_id), ("apns-unique-id", str(uuid.uuid4())))
         return (("apns-id", apns_id),)
