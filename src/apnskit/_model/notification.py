@@ -11,7 +11,7 @@ cannot exist and the core never re-serializes. Construction is on the hot path o
 the dict-payload path avoids enum calls, regex compilation, ``json.dumps`` keyword handling (a
 shared encoder is built once at import) and per-field loops: each field is tested with one
 combined expression, and only when that fails is the field's entry in the rule table
-(``_RULES``) walked to say which rule was broken.
+(``NOTIFICATION_RULES``) walked to say which rule was broken.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from apnskit._model.rules import (
     serialize,
 )
 
-__all__ = ["Notification", "Priority", "PushType"]
+__all__ = ["NOTIFICATION_RULES", "Notification", "Priority", "PushType"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -118,13 +118,13 @@ def _has_lone_surrogate(text: str) -> bool:
     return False
 
 
-# Each field's rules, in the order they are checked. __post_init__ tests a field with one
-# combined expression and walks its rules here only when that fails, for the message; an
-# optional field is tested only when set. expiration and apns_id follow the shared rules
+#: Each notification field's rules, in the order they are checked. ``__post_init__`` tests a
+#: field with one combined expression and walks its rules here only when that fails, for the
+#: message; an optional field is tested only when set. expiration and apns_id follow the shared rules
 # apnskit._model.rules.epoch and canonical_uuid. The rules that tie two fields together (push
 # type and payload, topic suffix, background priority, size limit) are in __post_init__ and
 # _check_topic.
-_RULES: tuple[Rule, ...] = (
+NOTIFICATION_RULES: tuple[Rule, ...] = (
     # Hex of even length; the length itself is Apple's to change.
     Rule("device_token", lambda v: type(v) is not str, "{type} is not a hex string"),
     Rule("device_token", lambda v: not v, "is empty; pass the hex token the device registered"),
@@ -207,7 +207,7 @@ def _check_topic(topic: object, resolved: PushType) -> None:
         or not (topic and topic.isascii() and topic.isprintable())
         or " " in topic
     ):
-        raise broken_rule(_RULES, "topic", topic)
+        raise broken_rule(NOTIFICATION_RULES, "topic", topic)
     suffix = resolved.topic_suffix
     if suffix:
         if not topic.endswith(suffix) or len(topic) == len(suffix):
@@ -287,7 +287,7 @@ class Notification:
         setattr_ = object.__setattr__
         token = self.device_token
         if type(token) is not str or HEX_RE.fullmatch(token) is None or len(token) % 2:
-            raise broken_rule(_RULES, "device_token", token)
+            raise broken_rule(NOTIFICATION_RULES, "device_token", token)
         token = token.lower()
         setattr_(self, "device_token", token)
 
@@ -298,7 +298,7 @@ class Notification:
             inferred = PushType.ALERT
             if aps is not None:
                 if not isinstance(aps, dict):
-                    raise broken_rule(_RULES, "payload", payload)
+                    raise broken_rule(NOTIFICATION_RULES, "payload", payload)
                 if "event" in aps:
                     inferred = PushType.LIVEACTIVITY
                 elif (
@@ -313,7 +313,7 @@ class Notification:
             body = serialize(payload.to_dict())
             inferred = _payload_push_type(payload)
         else:
-            raise broken_rule(_RULES, "payload", payload)
+            raise broken_rule(NOTIFICATION_RULES, "payload", payload)
         resolved = inferred if self.push_type is None else self._given_push_type(inferred)
         setattr_(self, "resolved_push_type", resolved)
         limit = _MAX_PAYLOAD[resolved]
@@ -349,7 +349,7 @@ class Notification:
                 and collapse_id.isprintable()
                 and 0 < len(collapse_id.encode()) <= MAX_COLLAPSE_ID_BYTES
             ):
-                raise broken_rule(_RULES, "collapse_id", collapse_id)
+                raise broken_rule(NOTIFICATION_RULES, "collapse_id", collapse_id)
             headers.append(("apns-collapse-id", collapse_id))
         apns_id = self.apns_id
         if apns_id is not None:
@@ -364,7 +364,7 @@ class Notification:
         push_type: object = self.push_type
         given = _PUSH_TYPE_BY_VALUE.get(push_type) if isinstance(push_type, str) else None
         if given is None:
-            raise broken_rule(_RULES, "push_type", push_type)
+            raise broken_rule(NOTIFICATION_RULES, "push_type", push_type)
         object.__setattr__(self, "push_type", given)
         if inferred is PushType.LIVEACTIVITY and given is not PushType.LIVEACTIVITY:
             # Apple: the push type must match the payload; an ActivityKit payload (one
@@ -385,7 +385,7 @@ class Notification:
             else _PRIORITY_BY_VALUE.get(priority)
         )
         if normalized is None:
-            raise broken_rule(_RULES, "priority", priority)
+            raise broken_rule(NOTIFICATION_RULES, "priority", priority)
         if normalized == 10 and resolved is PushType.BACKGROUND:
             # Apple: "it's an error to specify a priority of 10" for background pushes.
             raise fail("priority", "10 is not allowed for background pushes; use 5 or 1")
@@ -469,7 +469,7 @@ class Notification:
         """
         token = device_token
         if type(token) is not str or HEX_RE.fullmatch(token) is None or len(token) % 2:
-            raise broken_rule(_RULES, "device_token", token)
+            raise broken_rule(NOTIFICATION_RULES, "device_token", token)
         token = token.lower()
         clone = object.__new__(Notification)
         for f in _NOTIFICATION_FIELDS:

@@ -19,7 +19,16 @@ from typing import Any
 
 from apnskit._model.rules import Rule, check_rules, epoch, fail
 
-__all__ = ["Alert", "InterruptionLevel", "LiveActivityEvent", "Payload", "Sound"]
+__all__ = [
+    "ALERT_RULES",
+    "PAYLOAD_RULES",
+    "SOUND_RULES",
+    "Alert",
+    "InterruptionLevel",
+    "LiveActivityEvent",
+    "Payload",
+    "Sound",
+]
 
 
 class InterruptionLevel(str, enum.Enum):
@@ -171,8 +180,9 @@ _ALERT_KEYS: tuple[tuple[str, str], ...] = (
     ("action_loc_key", "action-loc-key"),
 )
 _ALERT_ARGS = frozenset({"title_loc_args", "subtitle_loc_args", "loc_args"})
-# Every alert field is an optional string but the *_loc_args, which are lists of strings.
-_ALERT_RULES: tuple[Rule, ...] = tuple(
+#: The alert's rules: every field is an optional string but the ``*_loc_args``, which are
+#: lists of strings.
+ALERT_RULES: tuple[Rule, ...] = tuple(
     rule
     for name, _ in _ALERT_KEYS
     for rule in (_str_list(name) if name in _ALERT_ARGS else _text(name))
@@ -212,7 +222,7 @@ class Alert:
     """Localizable.strings key for the action button title (``action-loc-key``)."""
 
     def __post_init__(self) -> None:
-        check_rules(_ALERT_RULES, self, "payload.alert.")
+        check_rules(ALERT_RULES, self, "payload.alert.")
         _convert(self, _ALERT_CONVERSIONS, "payload.alert.")
 
     def to_dict(self) -> dict[str, Any]:
@@ -240,7 +250,8 @@ class Alert:
         return cls(**kwargs)
 
 
-_SOUND_RULES: tuple[Rule, ...] = (
+#: The sound's rules: a required non-empty name, a bool, an optional volume from 0.0 to 1.0.
+SOUND_RULES: tuple[Rule, ...] = (
     *_name("name"),
     Rule("name", lambda v: v is None, "is required"),
     *_flag("critical"),
@@ -263,7 +274,7 @@ class Sound:
     """Critical alert volume, 0.0 (silent) to 1.0 (full)."""
 
     def __post_init__(self) -> None:
-        check_rules(_SOUND_RULES, self, "payload.sound.")
+        check_rules(SOUND_RULES, self, "payload.sound.")
 
     def to_dict(self) -> dict[str, Any]:
         """Return ``{"critical": 0|1, "name": ..., "volume": ...}`` (volume only when set)."""
@@ -335,9 +346,11 @@ _START_ONLY_FIELDS = ("attributes_type", "attributes", "input_push_token", "inpu
 
 _INTERRUPTION_LEVELS = tuple(m.value for m in InterruptionLevel)
 
-# The payload's fields, in the order they are checked (the order Apple lists the keys, roughly;
-# the Live Activity rules, which tie fields to the event, come after in _check_live_activity).
-_PAYLOAD_RULES: tuple[Rule, ...] = (
+#: The payload's rules, in the order they are checked (roughly the order Apple lists the keys).
+#: The times (``timestamp``, ``stale_date``, ``dismissal_date``) are checked as they are
+#: converted (:func:`~apnskit._model.rules.epoch`), and the rules that tie fields to the
+#: ``event`` come after, in ``Payload._check_live_activity``.
+PAYLOAD_RULES: tuple[Rule, ...] = (
     Rule(
         "alert",
         lambda v: v is not None and not isinstance(v, (str, Alert)),
@@ -465,7 +478,7 @@ class Payload:
     """Custom keys placed beside ``aps`` at the top level (a key named ``"aps"`` is an error)."""
 
     def __post_init__(self) -> None:
-        check_rules(_PAYLOAD_RULES, self, "payload.")
+        check_rules(PAYLOAD_RULES, self, "payload.")
         _convert(self, _PAYLOAD_CONVERSIONS, "payload.")
         self._check_live_activity()
 
