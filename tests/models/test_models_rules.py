@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -32,9 +32,9 @@ from apnskit._model.rules import (
     ALL_SUFFIXES,
     TOPIC_SUFFIXES,
     Rule,
+    RuleTable,
     broken_rule,
     canonical_uuid,
-    check_rules,
     epoch,
     serialize,
 )
@@ -45,7 +45,7 @@ ALERT = {"aps": {"alert": "hi"}}
 UUID_TEXT = "123E4567-E89B-12D3-A456-426614174000"
 
 
-def first_rule(rules: tuple[Rule, ...], field: str, value: object) -> Rule | None:
+def first_rule(rules: Iterable[Rule], field: str, value: object) -> Rule | None:
     """The rule of ``field`` that ``value`` breaks first (the one whose message is given)."""
     return next((r for r in rules if r.field == field and r.broken(value)), None)
 
@@ -195,7 +195,7 @@ SOUND_EXAMPLES: list[tuple[str, Any, str]] = [
     ("volume", float("nan"), "nan is outside 0.0-1.0"),
 ]
 
-TABLES: list[tuple[str, Callable[..., Any], tuple[Rule, ...], list[tuple[str, Any, str]]]] = [
+TABLES: list[tuple[str, Callable[..., Any], RuleTable, list[tuple[str, Any, str]]]] = [
     ("payload.", Payload, PAYLOAD_RULES, PAYLOAD_EXAMPLES),
     ("payload.alert.", Alert, ALERT_RULES, ALERT_EXAMPLES),
     ("payload.sound.", lambda **kw: Sound(**{"name": "ping", **kw}), SOUND_RULES, SOUND_EXAMPLES),
@@ -217,7 +217,7 @@ def test_payload_rules_give_their_messages(
 
 @pytest.mark.parametrize(("prefix", "rules", "examples"), [(p, r, e) for p, _, r, e in TABLES])
 def test_every_payload_rule_has_an_example(
-    prefix: str, rules: tuple[Rule, ...], examples: list[tuple[str, Any, str]]
+    prefix: str, rules: RuleTable, examples: list[tuple[str, Any, str]]
 ) -> None:
     reached = {id(first_rule(rules, field, value)) for field, value, _ in examples}
     assert [rule for rule in rules if id(rule) not in reached] == []
@@ -238,19 +238,61 @@ def test_payload_tables_cover_every_field() -> None:
 # -- the shared rules --------------------------------------------------------------------------
 
 
-def test_check_rules_reports_the_first_broken_rule_in_table_order() -> None:
+def test_rule_table_reports_the_first_broken_rule_in_table_order() -> None:
+    @dataclasses.dataclass
     class Obj:
-        a = 1
-        b = "x"
+        a: int = 1
+        b: str = "x"
 
-    rules = (
-        Rule("a", lambda v: v > 5, "too big"),
-        Rule("b", lambda v: v == "x", "{type} {value!r} is x"),
-        Rule("a", lambda v: v == 1, lambda v: f"{v} is one"),
+    table = RuleTable(
+        (
+            Rule("a", lambda v: v > 5, "{value} is too big"),
+            Rule("a", lambda v: v == 1, lambda v: f"{v} is one"),
+            Rule("b", lambda v: v == "x", "{type} {value!r} is x"),
+        )
     )
-    with pytest.raises(InvalidNotificationError, match=r"^p\.b: str 'x' is x$"):
-        check_rules(rules, Obj(), "p.")
-    check_rules(rules[:1], Obj())  # nothing broken: no error
+    assert len(table) == 3
+    assert [rule.field for rule in table] == ["a", "a", "b"]
+    with pytest.raises(InvalidNotificationError, match=r"^p\.a: 1 is one$"):
+        table.apply(Obj(), "p.")
+    with pytest.raises(InvalidNotificationError, match=r"^a: 9 is too big$"):
+        table.apply(Obj(a=9))
+    with pytest.raises(InvalidNotificationError, match=r"^b: str 'x' is x$"):
+        table.apply(Obj(a=2))
+    table.apply(Obj(a=2, b="y"))  # nothing broken: no error
+
+
+def test_rule_table_passes_over_none_and_false_only_when_no_rule_refuses_them() -> None:
+    calls: list[object] = []
+
+    def optional_int(value: object) -> bool:
+        calls.append(value)
+        return value is not None and not isinstance(value, int)
+
+    @dataclasses.dataclass
+    class Obj:
+        n: object = None
+        flag: object = None
+
+    table = RuleTable(
+        (
+            Rule("n", optional_int, "{type} is not an int"),
+            Rule("flag", lambda v: not isinstance(v, bool), "{value!r} must be True or False"),
+        ),
+        {"n": lambda name, v: v * 2},
+    )
+    calls.clear()  # the table tried its rules on None and False once, when it was built
+    table.apply(Obj(n=None, flag=False))
+    assert calls == []  # n at None breaks no rule: passed over without a call
+    with pytest.raises(InvalidNotificationError, match=r"^flag: None must be True or False$"):
+        table.apply(Obj(n=None, flag=None))  # None breaks the flag's rule: not passed over
+    obj = Obj(n=False, flag=True)  # False has a conversion: it is checked and converted
+    table.apply(obj)
+    assert calls == [False]
+    assert obj.n == 0
+    obj = Obj(n=4, flag=True)
+    table.apply(obj)
+    assert obj.n == 8
 
 
 def test_broken_rule_still_refuses_a_value_no_rule_names() -> None:

@@ -120,10 +120,11 @@ def _has_lone_surrogate(text: str) -> bool:
 
 #: Each notification field's rules, in the order they are checked. ``__post_init__`` tests a
 #: field with one combined expression and walks its rules here only when that fails, for the
-#: message; an optional field is tested only when set. expiration and apns_id follow the shared rules
-# apnskit._model.rules.epoch and canonical_uuid. The rules that tie two fields together (push
-# type and payload, topic suffix, background priority, size limit) are in __post_init__ and
-# _check_topic.
+#: message; an optional field is tested only when set. ``expiration`` and ``apns_id`` follow
+#: the shared rules :func:`~apnskit._model.rules.epoch` and
+#: :func:`~apnskit._model.rules.canonical_uuid`. The rules that tie two fields together (push
+#: type and payload, topic suffix, background priority, size limit) are in ``__post_init__``
+#: and ``_check_topic``.
 NOTIFICATION_RULES: tuple[Rule, ...] = (
     # Hex of even length; the length itself is Apple's to change.
     Rule("device_token", lambda v: type(v) is not str, "{type} is not a hex string"),

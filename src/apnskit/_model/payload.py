@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from apnskit._model.rules import Rule, check_rules, epoch, fail
+from apnskit._model.rules import Convert, Rule, RuleTable, epoch, fail
 
 __all__ = [
     "ALERT_RULES",
@@ -154,14 +154,6 @@ def _as_dict(field_name: str, value: Mapping[str, Any]) -> dict[str, Any]:
     return dict(value)
 
 
-def _convert(obj: object, conversions: tuple[tuple[str, Any], ...], prefix: str) -> None:
-    """Store each set field in its checked form: ``convert(prefix + field, value)``."""
-    for name, convert in conversions:
-        value = getattr(obj, name)
-        if value is not None:
-            object.__setattr__(obj, name, convert(prefix + name, value))
-
-
 # --------------------------------------------------------------------------------------------
 # Alert and Sound
 
@@ -182,12 +174,14 @@ _ALERT_KEYS: tuple[tuple[str, str], ...] = (
 _ALERT_ARGS = frozenset({"title_loc_args", "subtitle_loc_args", "loc_args"})
 #: The alert's rules: every field is an optional string but the ``*_loc_args``, which are
 #: lists of strings.
-ALERT_RULES: tuple[Rule, ...] = tuple(
-    rule
-    for name, _ in _ALERT_KEYS
-    for rule in (_str_list(name) if name in _ALERT_ARGS else _text(name))
+ALERT_RULES = RuleTable(
+    (
+        rule
+        for name, _ in _ALERT_KEYS
+        for rule in (_str_list(name) if name in _ALERT_ARGS else _text(name))
+    ),
+    dict.fromkeys(_ALERT_ARGS, _as_tuple),
 )
-_ALERT_CONVERSIONS = tuple((name, _as_tuple) for name in sorted(_ALERT_ARGS))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -222,8 +216,7 @@ class Alert:
     """Localizable.strings key for the action button title (``action-loc-key``)."""
 
     def __post_init__(self) -> None:
-        check_rules(ALERT_RULES, self, "payload.alert.")
-        _convert(self, _ALERT_CONVERSIONS, "payload.alert.")
+        ALERT_RULES.apply(self, "payload.alert.")
 
     def to_dict(self) -> dict[str, Any]:
         """Return the alert as Apple's dictionary, with hyphenated keys and no ``None`` values."""
@@ -251,11 +244,13 @@ class Alert:
 
 
 #: The sound's rules: a required non-empty name, a bool, an optional volume from 0.0 to 1.0.
-SOUND_RULES: tuple[Rule, ...] = (
-    *_name("name"),
-    Rule("name", lambda v: v is None, "is required"),
-    *_flag("critical"),
-    *_unit_interval("volume"),
+SOUND_RULES = RuleTable(
+    (
+        *_name("name"),
+        Rule("name", lambda v: v is None, "is required"),
+        *_flag("critical"),
+        *_unit_interval("volume"),
+    )
 )
 
 
@@ -274,7 +269,7 @@ class Sound:
     """Critical alert volume, 0.0 (silent) to 1.0 (full)."""
 
     def __post_init__(self) -> None:
-        check_rules(SOUND_RULES, self, "payload.sound.")
+        SOUND_RULES.apply(self, "payload.sound.")
 
     def to_dict(self) -> dict[str, Any]:
         """Return ``{"critical": 0|1, "name": ..., "volume": ...}`` (volume only when set)."""
@@ -346,74 +341,81 @@ _START_ONLY_FIELDS = ("attributes_type", "attributes", "input_push_token", "inpu
 
 _INTERRUPTION_LEVELS = tuple(m.value for m in InterruptionLevel)
 
-#: The payload's rules, in the order they are checked (roughly the order Apple lists the keys).
-#: The times (``timestamp``, ``stale_date``, ``dismissal_date``) are checked as they are
-#: converted (:func:`~apnskit._model.rules.epoch`), and the rules that tie fields to the
-#: ``event`` come after, in ``Payload._check_live_activity``.
-PAYLOAD_RULES: tuple[Rule, ...] = (
-    Rule(
-        "alert",
-        lambda v: v is not None and not isinstance(v, (str, Alert)),
-        "{type} is not a string or apnskit.Alert",
-    ),
-    Rule(
-        "badge",
-        lambda v: v is not None and (isinstance(v, bool) or not isinstance(v, int)),
-        "{type} {value!r} is not an int",
-    ),
-    Rule(
-        "badge", lambda v: v is not None and v < 0, "{value} is negative; use 0 to clear the badge"
-    ),
-    Rule(
-        "sound",
-        lambda v: v is not None and not isinstance(v, (str, Sound)),
-        "{type} is not a string or apnskit.Sound",
-    ),
-    Rule("sound", lambda v: v == "", "must not be empty; use 'default' or a file name"),
-    *_text("thread_id"),
-    *_text("category"),
-    *_text("target_content_id"),
-    *_text("filter_criteria"),
-    *_flag("content_available"),
-    *_flag("mutable_content"),
-    *_flag("input_push_token"),
-    *_flag("content_changed"),
-    Rule(
-        "interruption_level",
-        lambda v: v is not None and v not in _INTERRUPTION_LEVELS,
-        "{value!r} is not one of passive, active, time-sensitive, critical",
-    ),
-    *_unit_interval("relevance_score"),
-    *_str_list("url_args"),
-    *_mapping("content_state"),
-    *_mapping("attributes"),
-    *_name("attributes_type"),
-    *_name("input_push_channel"),
-    *_mapping("custom"),
-    Rule("custom", lambda v: v is None, "must be a dict (use {{}} for none)"),
-    Rule(
-        "custom",
-        lambda v: "aps" in v,
-        "a custom key named 'aps' would replace Apple's dictionary; use the Payload fields "
-        "for aps keys",
-    ),
-)
-
 
 def _as_level(field_name: str, value: str) -> InterruptionLevel:
     return InterruptionLevel(value)
 
 
-# Fields stored in another form than given; times are checked as they are converted.
-_PAYLOAD_CONVERSIONS: tuple[tuple[str, Any], ...] = (
-    ("interruption_level", _as_level),
-    ("url_args", _as_tuple),
-    ("timestamp", epoch),
-    ("stale_date", epoch),
-    ("dismissal_date", epoch),
-    ("content_state", _as_dict),
-    ("attributes", _as_dict),
-    ("custom", _as_dict),
+# Fields stored in another form than given; times are checked as they are converted (after
+# the fields that have rules).
+_PAYLOAD_CONVERSIONS: dict[str, Convert] = {
+    "interruption_level": _as_level,
+    "url_args": _as_tuple,
+    "content_state": _as_dict,
+    "attributes": _as_dict,
+    "custom": _as_dict,
+    "timestamp": epoch,
+    "stale_date": epoch,
+    "dismissal_date": epoch,
+}
+
+
+#: The payload's rules, in the order they are checked (roughly the order Apple lists the keys).
+#: The times (``timestamp``, ``stale_date``, ``dismissal_date``) are checked as they are
+#: converted (:func:`~apnskit._model.rules.epoch`), and the rules that tie fields to the
+#: ``event`` come after, in ``Payload._check_live_activity``.
+PAYLOAD_RULES = RuleTable(
+    (
+        Rule(
+            "alert",
+            lambda v: v is not None and not isinstance(v, (str, Alert)),
+            "{type} is not a string or apnskit.Alert",
+        ),
+        Rule(
+            "badge",
+            lambda v: v is not None and (isinstance(v, bool) or not isinstance(v, int)),
+            "{type} {value!r} is not an int",
+        ),
+        Rule(
+            "badge",
+            lambda v: v is not None and v < 0,
+            "{value} is negative; use 0 to clear the badge",
+        ),
+        Rule(
+            "sound",
+            lambda v: v is not None and not isinstance(v, (str, Sound)),
+            "{type} is not a string or apnskit.Sound",
+        ),
+        Rule("sound", lambda v: v == "", "must not be empty; use 'default' or a file name"),
+        *_text("thread_id"),
+        *_text("category"),
+        *_text("target_content_id"),
+        *_text("filter_criteria"),
+        *_flag("content_available"),
+        *_flag("mutable_content"),
+        *_flag("input_push_token"),
+        *_flag("content_changed"),
+        Rule(
+            "interruption_level",
+            lambda v: v is not None and v not in _INTERRUPTION_LEVELS,
+            "{value!r} is not one of passive, active, time-sensitive, critical",
+        ),
+        *_unit_interval("relevance_score"),
+        *_str_list("url_args"),
+        *_mapping("content_state"),
+        *_mapping("attributes"),
+        *_name("attributes_type"),
+        *_name("input_push_channel"),
+        *_mapping("custom"),
+        Rule("custom", lambda v: v is None, "must be a dict (use {{}} for none)"),
+        Rule(
+            "custom",
+            lambda v: "aps" in v,
+            "a custom key named 'aps' would replace Apple's dictionary; use the Payload fields "
+            "for aps keys",
+        ),
+    ),
+    _PAYLOAD_CONVERSIONS,
 )
 
 
@@ -478,8 +480,7 @@ class Payload:
     """Custom keys placed beside ``aps`` at the top level (a key named ``"aps"`` is an error)."""
 
     def __post_init__(self) -> None:
-        check_rules(PAYLOAD_RULES, self, "payload.")
-        _convert(self, _PAYLOAD_CONVERSIONS, "payload.")
+        PAYLOAD_RULES.apply(self, "payload.")
         self._check_live_activity()
 
     def _check_live_activity(self) -> None:

@@ -10,7 +10,7 @@ rather than a branch per field.
 Theory of operation: a :class:`Rule` names one field, a predicate that is true when the value
 *breaks* the rule, and the message that says so. A class lists its rules in a tuple, in the
 order they are checked; a field's later rules may assume its earlier ones held (a length rule
-after a type rule). :func:`check_rules` applies a whole table to an object; the notification's
+after a type rule). :class:`RuleTable` applies a whole table to an object; the notification's
 hot path tests its fields with one combined expression each and calls :func:`broken_rule` only
 when that test fails, to find which rule was broken and say so (the message names the field).
 
@@ -24,7 +24,7 @@ import json
 import math
 import re
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -37,10 +37,11 @@ __all__ = [
     "MAX_EPOCH",
     "TOPIC_SUFFIXES",
     "UUID_RE",
+    "Convert",
     "Rule",
+    "RuleTable",
     "broken_rule",
     "canonical_uuid",
-    "check_rules",
     "epoch",
     "fail",
     "serialize",
@@ -115,21 +116,80 @@ class Rule(NamedTuple):
         return fail(prefix + self.field, text)
 
 
-def check_rules(rules: Iterable[Rule], obj: object, prefix: str = "") -> None:
-    """Check each of ``obj``'s fields against its rules, in the table's order.
+#: Turns a checked value into the form a class stores: ``convert(field name, value)``. It may
+#: check as it converts (:func:`epoch`), raising for the field it is given.
+Convert = Callable[[str, Any], Any]
+
+
+def _broken_by(rules: tuple[Rule, ...], value: object) -> bool:
+    """Whether ``value`` breaks one of ``rules`` (checked in order, as a table does)."""
+    try:
+        return any(rule.broken(value) for rule in rules)
+    except Exception:  # a rule that cannot even look at the value is broken by it
+        return True
+
+
+class RuleTable:
+    """A class's rules in the order they are checked, and how its checked values are stored.
+
+    :meth:`apply` reads each field once. A field at ``None`` (or ``False``) that breaks none
+    of its rules, the common case for the many optional keys of a payload, is passed over
+    without calling them: which fields those are is worked out here, once, from the rules.
 
     Args:
-        rules: The table.
-        obj: The object whose attributes the rules read.
-        prefix: Put before each field name in the error (``"payload."``).
-
-    Raises:
-        InvalidNotificationError: The first broken rule, naming its field.
+        rules: The rules; a field's rules stand together.
+        conversions: Field name to :data:`Convert`, for the fields stored in another form
+            (applied to a set value once its rules hold). A field with no rule is converted
+            after the fields that have some, in this mapping's order.
     """
-    for rule in rules:
-        value = getattr(obj, rule.field)
-        if rule.broken(value):
-            raise rule.error(value, prefix)
+
+    __slots__ = ("_steps", "rules")
+
+    def __init__(
+        self, rules: Iterable[Rule], conversions: Mapping[str, Convert] | None = None
+    ) -> None:
+        self.rules: tuple[Rule, ...] = tuple(rules)
+        """The rules, in order."""
+        conversions = conversions or {}
+        fields = dict.fromkeys([*(r.field for r in self.rules), *conversions])
+        steps = []
+        for name in fields:
+            own = tuple(r for r in self.rules if r.field == name)
+            convert = conversions.get(name)
+            # None is never converted; False is, when the field has a conversion.
+            none_breaks = _broken_by(own, None)
+            false_breaks = convert is not None or _broken_by(own, False)
+            steps.append((name, own, convert, none_breaks, false_breaks))
+        self._steps = tuple(steps)
+
+    def __iter__(self) -> Iterator[Rule]:
+        return iter(self.rules)
+
+    def __len__(self) -> int:
+        return len(self.rules)
+
+    def apply(self, obj: object, prefix: str = "") -> None:
+        """Check ``obj``'s fields against the rules in order, then store converted values.
+
+        Args:
+            obj: The (frozen) object whose attributes the rules read.
+            prefix: Put before each field name in the error (``"payload."``).
+
+        Raises:
+            InvalidNotificationError: The first broken rule, naming its field.
+        """
+        for name, rules, convert, none_breaks, false_breaks in self._steps:
+            value = getattr(obj, name)
+            if value is None:
+                if not none_breaks:
+                    continue
+            elif value is False and not false_breaks:
+                continue
+            for rule in rules:
+                if rule.broken(value):
+                    raise rule.error(value, prefix)
+            if convert is not None:
+                object.__setattr__(obj, name, convert(prefix + name, value))
 
 
 def broken_rule(
