@@ -8,11 +8,12 @@ reads as a table of :class:`Rule` entries (field, check, message) applied by a s
 rather than a branch per field.
 
 Theory of operation: a :class:`Rule` names one field, a predicate that is true when the value
-*breaks* the rule, and the message that says so. A class lists its rules in a tuple, in the
-order they are checked; a field's later rules may assume its earlier ones held (a length rule
-after a type rule). :class:`RuleTable` applies a whole table to an object; the notification's
-hot path tests its fields with one combined expression each and calls :func:`broken_rule` only
-when that test fails, to find which rule was broken and say so (the message names the field).
+*breaks* the rule, and the message that says so. A class lists its rules in the order they are
+checked, a field's rules together; a field's later rules may assume its earlier ones held (a
+length rule after a type rule). A :class:`RuleTable` applies such a list to an object; the
+notification's hot path instead tests each field with one combined expression and calls
+:func:`broken_rule` only when that test fails, to find which rule was broken and say so (the
+message names the field).
 
 Rules that depend on two fields (a topic's suffix and the push type, priority 10 and a
 background push, the payload's size limit) are written out where both fields are known.

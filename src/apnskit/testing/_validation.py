@@ -2,8 +2,8 @@
 
 The rules and reasons follow Apple's "Sending notification requests to APNs" and "Handling
 notification responses from APNs" (see ../shared/apns-reference.md). They are written here
-independently of the client's own checks in ``apnskit._model.notification``, so a mistake in one is
-caught by the other.
+independently of the client's own checks in ``apnskit._model`` (its rule tables), so a mistake
+in one is caught by the other.
 
 Order of checks (the first failing one answers):
 
