@@ -99,7 +99,14 @@ def add_send_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     add_credential_options(parser)
     add_connection_options(parser)
+    _add_target_options(parser)
+    _add_payload_options(parser)
+    _add_output_options(parser)
+    parser.set_defaults(handler=run_send)
+    return parser
 
+
+def _add_target_options(parser: argparse.ArgumentParser) -> None:
     target = parser.add_argument_group("what to send where")
     target.add_argument(
         "--token", action="append", default=[], metavar="HEX", help="device token (repeatable)"
@@ -127,6 +134,8 @@ def add_send_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--apns-id", metavar="UUID", help="apns-id (one --token only; APNs makes one if omitted)"
     )
 
+
+def _add_payload_options(parser: argparse.ArgumentParser) -> None:
     payload = parser.add_argument_group(
         "payload (either --payload, or built from --alert/--title/--body/--badge/--sound)"
     )
@@ -139,6 +148,8 @@ def add_send_parser(subparsers: Any) -> argparse.ArgumentParser:
     payload.add_argument("--badge", type=int, metavar="N", help="aps.badge (0 clears it)")
     payload.add_argument("--sound", metavar="NAME", help='aps.sound (e.g. "default")')
 
+
+def _add_output_options(parser: argparse.ArgumentParser) -> None:
     output = parser.add_argument_group("output and behaviour")
     output.add_argument(
         "--json", action="store_true", help="print one JSON object per result (JSON Lines)"
@@ -161,8 +172,6 @@ def add_send_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--no-progress", dest="progress", action="store_false", help="never show progress"
     )
     add_sending_options(output, what="notification")
-    parser.set_defaults(handler=run_send)
-    return parser
 
 
 # -------------------------------------------------------------------------------- payload
