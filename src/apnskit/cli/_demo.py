@@ -24,7 +24,7 @@ import anyio
 
 from apnskit._clients.async_client import AsyncPushClient
 from apnskit._clients.sync_client import PushClient
-from apnskit._credentials.credentials import TokenCredentials
+from apnskit._credentials.token import TokenCredentials
 from apnskit._errors import InvalidNotificationError
 from apnskit._model.notification import Notification
 from apnskit._model.results import PushResult

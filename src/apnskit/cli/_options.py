@@ -17,7 +17,8 @@ import re
 import sys
 from typing import NoReturn, TextIO
 
-from apnskit._credentials.credentials import CertificateCredentials, TokenCredentials
+from apnskit._credentials.certificate import CertificateCredentials
+from apnskit._credentials.token import TokenCredentials
 from apnskit._errors import CredentialsError
 
 __all__ = [

@@ -22,7 +22,8 @@ from typing import IO, Any, TextIO
 
 from apnskit._clients.sync_client import PushClient
 from apnskit._config import RetryPolicy, Timeout
-from apnskit._credentials.credentials import CertificateCredentials, TokenCredentials
+from apnskit._credentials.certificate import CertificateCredentials
+from apnskit._credentials.token import TokenCredentials
 from apnskit._errors import ApnsError, ConfigurationError, CredentialsError
 from apnskit._model.notification import Notification, PushType
 from apnskit._model.results import PushResult

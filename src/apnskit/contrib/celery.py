@@ -78,7 +78,8 @@ from apnskit._config import (
     RetryPolicy,
     Timeout,
 )
-from apnskit._credentials.credentials import CertificateCredentials, TokenCredentials
+from apnskit._credentials.certificate import CertificateCredentials
+from apnskit._credentials.token import TokenCredentials
 from apnskit._errors import ConfigurationError, CredentialsError, InvalidNotificationError
 from apnskit._model.notification import Notification
 from apnskit._model.results import PushResult, Reason

@@ -64,7 +64,7 @@ from apnskit.testing._server_connection import ServerConnection
 from apnskit.testing._validation import MAX_CHANNELS
 
 if TYPE_CHECKING:
-    from apnskit._credentials.credentials import TokenCredentials
+    from apnskit._credentials.token import TokenCredentials
     from apnskit._model.broadcast import Channel
 
 __all__ = ["MockApnsServer", "TokenKey"]
@@ -413,7 +413,7 @@ class MockApnsServer:
                 :meth:`advance_clock` ages their tokens the same way (they renew instead of
                 being rejected). Use ``faults.expire_token_next`` to test the rejection.
         """
-        from apnskit._credentials.credentials import TokenCredentials
+        from apnskit._credentials.token import TokenCredentials
 
         token_key = self.new_token_key()
         if follow_server_clock:
