@@ -72,24 +72,30 @@ def _resolve(name: str) -> type:
     return found
 
 
+def _mismatches(nodes: dict[str, tuple[str | None, str | None]]) -> list[str]:
+    """Where a drawn tree and the real classes disagree (empty when they agree)."""
+    problems = [f"{name} is public but not drawn" for name in PUBLIC_EXCEPTIONS - set(nodes)]
+    problems += [f"{name} is drawn but not public" for name in set(nodes) - PUBLIC_EXCEPTIONS]
+    for name, (parent, also) in nodes.items():
+        cls = getattr(apnskit, name, None)
+        if cls is None:
+            continue
+        drawn_bases = {_resolve(n) for n in (parent, also) if n is not None} or {Exception}
+        if set(cls.__bases__) != drawn_bases:
+            real = ", ".join(base.__name__ for base in cls.__bases__)
+            problems.append(f"{name} is drawn under {parent} (also {also}); its bases: {real}")
+        # Conversely, each public subclass is drawn beneath it.
+        for sub in cls.__subclasses__():
+            if sub.__name__ in nodes and name not in nodes[sub.__name__]:
+                problems.append(f"{sub.__name__} is not drawn under {name}")
+    return problems
+
+
 @pytest.mark.parametrize(
     "text", [ERRORS_DOC, REFERENCE_PAGE.read_text()], ids=["docstring", "reference"]
 )
 def test_the_drawn_tree_is_the_class_hierarchy(text: str) -> None:
-    nodes = _parse_tree(_first_tree(text))
-    # Every public exception is drawn, and nothing else.
-    assert set(nodes) == PUBLIC_EXCEPTIONS
-    for name, (parent, also) in nodes.items():
-        cls = getattr(apnskit, name)
-        drawn_bases = {_resolve(n) for n in (parent, also) if n is not None}
-        expected = drawn_bases or {Exception}
-        assert set(cls.__bases__) == expected, f"{name} is drawn with the wrong bases"
-    # Conversely, each public class's public subclasses are drawn beneath it.
-    for name in nodes:
-        for sub in getattr(apnskit, name).__subclasses__():
-            if sub.__name__ in PUBLIC_EXCEPTIONS:
-                parent, also = nodes[sub.__name__]
-                assert name in (parent, also), f"{sub.__name__} is not drawn under {name}"
+    assert _mismatches(_parse_tree(_first_tree(text))) == []
 
 
 def test_docstring_and_reference_page_draw_the_same_tree() -> None:
@@ -98,16 +104,37 @@ def test_docstring_and_reference_page_draw_the_same_tree() -> None:
     )
 
 
-def test_the_tree_check_notices_a_wrong_drawing() -> None:
-    # The parser is what keeps the drawing honest: a node moved up a level must show.
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        # A node moved up a level.
+        (
+            " |    +-- ConnectionLostError",
+            " +-- ConnectionLostError",
+            "ConnectionLostError is drawn under ApnsError",
+        ),
+        # A second base left out.
+        (
+            "InvalidNotificationError (also ValueError)",
+            "InvalidNotificationError",
+            "InvalidNotificationError is drawn under ApnsError (also None)",
+        ),
+        # A public exception missing.
+        (" |    +-- ChannelError", None, "ChannelError is public but not drawn"),
+    ],
+    ids=["moved", "base-left-out", "missing"],
+)
+def test_the_tree_check_notices_a_wrong_drawing(old: str, new: str | None, expected: str) -> None:
     lines = _first_tree(ERRORS_DOC)
-    moved = [
-        line.replace(" |    +-- ConnectionLostError", " +-- ConnectionLostError") for line in lines
+    # The line holding `old`: `old` replaced by `new`, or the line left out when `new` is None.
+    wrong = [
+        line if old not in line else line.replace(old, new)
+        for line in lines
+        if new is not None or old not in line
     ]
-    assert moved != lines
-    nodes = _parse_tree(moved)
-    assert nodes["ConnectionLostError"][0] == "ApnsError"
-    assert ConnectionLostError.__bases__ != (apnskit.ApnsError,)
+    assert wrong != lines
+    problems = _mismatches(_parse_tree(wrong))
+    assert any(problem.startswith(expected) for problem in problems), problems
 
 
 # -- timeouts are TimeoutErrors, so OSErrors (the documented trade-off) -------------------
