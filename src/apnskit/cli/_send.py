@@ -562,6 +562,11 @@ class _Progress:
         self._err.flush()
         self._shown = True
 
+    def clear(self) -> None:
+        """Erase the progress line drawn on a terminal, so a message can take its place."""
+        if self._enabled and self._tty and self._shown:
+            self._err.write("\r\x1b[2K")
+
 
 def _clock(seconds: float) -> str:
     whole = int(seconds)
@@ -740,7 +745,7 @@ class BulkSend:
 
     def _malformed(self, error: LineError, text: str) -> None:
         self.tally.malformed += 1
-        self._clear_progress_line()
+        self.progress.clear()
         print(f"{self.source}:{self._line}: {error}", file=self.err, flush=True)
         record: dict[str, Any] = dict(error.data) if error.data is not None else {"raw": text}
         record.update(line=self._line, status=None, reason="malformed", error=str(error))
@@ -751,10 +756,6 @@ class BulkSend:
                 file=self.out,
                 flush=True,
             )
-
-    def _clear_progress_line(self) -> None:
-        if self.progress._enabled and self.progress._tty and self.progress._shown:
-            self.err.write("\r\x1b[2K")
 
     def _record(self, result: PushResult) -> None:
         # Popped only once written: a Ctrl-C in the middle leaves the line pending, so it is
