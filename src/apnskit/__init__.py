@@ -1,5 +1,7 @@
 """apnskit: Apple Push Notification service over HTTP/2, sync and async, on a sans-I/O core."""
 
+import importlib.metadata as _metadata
+
 # -- clients (issue 4) --
 from apnskit._clients.async_client import AsyncPushClient
 from apnskit._clients.sync_client import PushClient
@@ -15,7 +17,7 @@ from apnskit._config import (
 from apnskit._credentials.certificate import CertificateCredentials
 from apnskit._credentials.certinfo import CertificateInfo, CertificateTopic
 from apnskit._credentials.token import TokenCredentials
-from apnskit._engine.dispatch import (
+from apnskit._engine.client_events import (
     ClientEvent,
     ConnectionClosed,
     ConnectionFailed,
@@ -23,6 +25,7 @@ from apnskit._engine.dispatch import (
     NotificationSent,
     NotificationSubmitted,
     ResultReady,
+    RetryCause,
     RetryScheduled,
 )
 from apnskit._errors import (
@@ -62,7 +65,11 @@ from apnskit._model.notification import (
 )
 from apnskit._model.results import PushResult, Reason
 
-__version__ = "0.1.0"
+try:
+    # One source for the version: pyproject.toml, as installed (issue 16 item 5).
+    __version__ = _metadata.version("apnskit")
+except _metadata.PackageNotFoundError:  # pragma: no cover - running from a bare tree
+    __version__ = "0+unknown"
 
 __all__ = [
     "Alert",
@@ -111,6 +118,7 @@ __all__ = [
     "Reason",
     "RemoteProtocolError",
     "ResultReady",
+    "RetryCause",
     "RetryPolicy",
     "RetryScheduled",
     "Sound",

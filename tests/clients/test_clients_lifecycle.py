@@ -26,8 +26,8 @@ from client_support import (
 import apnskit
 import apnskit._clients.async_client as async_client_module
 import apnskit._clients.sync_client as sync_client_module
-from apnskit._engine import dispatch
-from apnskit._engine.dispatch import ConnectionClosed, ConnectionOpened
+from apnskit._engine.client_events import ConnectionClosed, ConnectionOpened
+from apnskit._engine.pool import RETIRE_STREAMS_LEFT
 from apnskit.testing import FakeTransport, Fault, MockApnsServer, ReceivedRequest, Reply
 
 pytestmark = pytest.mark.anyio
@@ -116,9 +116,8 @@ def test_interrupted_follower_thread_does_not_strand_the_others(
 
 # ---------------------------------------------------------------------------- item 3
 
-# Where the dispatcher retires a connection (0 before there was any retirement: then the
-# tests below start a connection with its last few stream ids, which must work too).
-_RETIRE_AT: int = getattr(dispatch, "_RETIRE_STREAMS_LEFT", 0)
+# Where the pool retires a connection.
+_RETIRE_AT: int = RETIRE_STREAMS_LEFT
 
 
 async def test_connection_is_retired_before_its_stream_ids_run_out(

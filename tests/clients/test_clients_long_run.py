@@ -12,7 +12,9 @@ from typing import Any
 from client_support import echo, notification
 
 import apnskit
-from apnskit._engine.dispatch import Dispatcher, PooledConnection, Ticket
+from apnskit._engine.dispatcher import Dispatcher
+from apnskit._engine.pool import PooledConnection
+from apnskit._engine.tickets import Ticket
 from apnskit.testing import ReceivedRequest, Reply
 from apnskit.testing._server_connection import ServerConnection
 

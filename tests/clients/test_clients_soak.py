@@ -26,7 +26,7 @@ import pytest
 from client_support import Client, echo, notification, token_credentials
 
 import apnskit
-from apnskit._engine.dispatch import ResultReady
+from apnskit._engine.client_events import ResultReady
 from apnskit.testing import FakeTransport, Fault, ReceivedRequest, Reply
 
 pytestmark = pytest.mark.anyio

@@ -11,7 +11,9 @@ from peer import Peer, goaway, ping, rst_stream, settings
 
 import apnskit
 from apnskit._config import Limits, RetryPolicy, Timeout
-from apnskit._engine.dispatch import Dispatcher, PooledConnection, Ticket
+from apnskit._engine.dispatcher import Dispatcher
+from apnskit._engine.pool import PooledConnection
+from apnskit._engine.tickets import Ticket
 
 TIMEOUT = Timeout(deadline=60.0, ping_interval=None, ping_timeout=2.0)
 # Long backoffs: a resend that waited for one would not happen at the same ``now``.

@@ -13,7 +13,9 @@ from peer import Peer, settings, window_update
 
 import apnskit
 from apnskit._config import Limits, RetryPolicy, Timeout
-from apnskit._engine.dispatch import Dispatcher, PooledConnection, Ticket
+from apnskit._engine.dispatcher import Dispatcher
+from apnskit._engine.pool import PooledConnection
+from apnskit._engine.tickets import Ticket
 
 TIMEOUT = Timeout(deadline=60.0, ping_interval=None, ping_timeout=2.0)
 # About 200 bytes of JSON: 327 bodies fill the default 65,535-byte connection window.

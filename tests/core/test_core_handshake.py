@@ -24,6 +24,7 @@ import apnskit._core
 from apnskit._core.connection import ApnsConnection, ErrorCode
 from apnskit._core.events import PingAcknowledged, SettingsReceived
 from apnskit._errors import LocalProtocolError
+from support.imports import FORBIDDEN_IO, imported_roots
 
 
 def test_initiate_writes_preface_settings_and_window_update() -> None:
@@ -201,29 +202,13 @@ def test_close_with_code_and_before_initiate() -> None:
     assert fresh.finished
 
 
-_FORBIDDEN = {"socket", "ssl", "anyio", "time", "threading", "asyncio", "trio", "select"}
-_FORBIDDEN |= {"selectors"}
-
-
-def _imported_roots(tree: ast.AST) -> set[str]:
-    roots: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            roots.update(alias.name.split(".")[0] for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            roots.add(node.module.split(".")[0])
-        elif isinstance(node, ast.Call) and getattr(node.func, "id", None) == "__import__":
-            roots.add("__import__")
-    return roots
-
-
 def test_core_imports_no_io_or_clock() -> None:
     package = pathlib.Path(apnskit._core.__file__).parent
     modules = sorted(package.rglob("*.py"))
     assert {m.name for m in modules} >= {"connection.py", "events.py", "hpack_codec.py"}
     for module in modules:
-        roots = _imported_roots(ast.parse(module.read_text(encoding="utf-8")))
-        assert not roots & (_FORBIDDEN | {"__import__"}), (module.name, roots & _FORBIDDEN)
+        roots = imported_roots(ast.parse(module.read_text(encoding="utf-8")))
+        assert not roots & (FORBIDDEN_IO | {"__import__"}), (module.name, roots & FORBIDDEN_IO)
         assert "importlib" not in roots, module.name
 
 
@@ -237,5 +222,5 @@ def test_import_checker_catches_forbidden_imports() -> None:
         "import selectors as s",
         "__import__('trio')",
     ):
-        roots = _imported_roots(ast.parse(source))
-        assert roots & (_FORBIDDEN | {"__import__"}), source
+        roots = imported_roots(ast.parse(source))
+        assert roots & (FORBIDDEN_IO | {"__import__"}), source

@@ -24,7 +24,8 @@ import anyio
 import anyio.abc
 
 from apnskit._clients.common import ClientBase, check_broadcast, closed_by_server
-from apnskit._engine.dispatch import PooledConnection, Ticket
+from apnskit._engine.pool import PooledConnection
+from apnskit._engine.tickets import Ticket
 from apnskit._errors import ApnsError, ClientClosedError, ConfigurationError
 from apnskit._model.broadcast import (
     BroadcastNotification,

@@ -22,7 +22,10 @@ from apnskit._config import (
     RetryPolicy,
     Timeout,
 )
-from apnskit._engine.dispatch import ClientEvent, Dispatcher, PooledConnection, Ticket
+from apnskit._engine.client_events import ClientEvent
+from apnskit._engine.dispatcher import Dispatcher
+from apnskit._engine.pool import PooledConnection
+from apnskit._engine.tickets import Ticket
 from apnskit._errors import (
     ApnsError,
     ConfigurationError,

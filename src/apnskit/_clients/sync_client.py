@@ -2,7 +2,7 @@
 
 How it waits: whichever calling thread finds nobody doing I/O becomes the *driver*. It
 multiplexes every pooled connection with one poller, feeds what it reads to the shared
-:class:`~apnskit._engine.dispatch.Dispatcher` and wakes the threads whose notifications ended.
+:class:`~apnskit._engine.dispatcher.Dispatcher` and wakes the threads whose notifications ended.
 When its own notification is done it hands the role over. Other threads only queue their
 notifications and wake the driver, so no socket is ever touched by two threads at once (an
 ``ssl.SSLSocket`` must not be).
@@ -26,7 +26,8 @@ from types import TracebackType
 from typing import Any
 
 from apnskit._clients.common import ClientBase, check_broadcast, closed_by_server
-from apnskit._engine.dispatch import PooledConnection, Ticket
+from apnskit._engine.pool import PooledConnection
+from apnskit._engine.tickets import Ticket
 from apnskit._errors import (
     ApnsError,
     ClientClosedError,

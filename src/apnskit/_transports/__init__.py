@@ -4,7 +4,8 @@ A transport gives the sync client :class:`SyncStream` objects (``connect``) plus
 :class:`SyncPoller` to wait on many of them at once (``poller``), and the async client
 :class:`AsyncStream` objects (``connect_async``). One object may implement both, as
 :class:`apnskit.testing.FakeTransport` does. Native errors (``OSError``, ``ssl.SSLError``,
-anyio's) are mapped to apnskit's own at this seam and never leak past it.
+anyio's) are mapped to apnskit's own at this seam and never leak past it; a failed connect
+is mapped once for every transport by :mod:`apnskit._transports.connecting`.
 """
 
 from __future__ import annotations

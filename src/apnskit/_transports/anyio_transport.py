@@ -10,8 +10,8 @@ from anyio.abc import ByteStream
 from anyio.streams.tls import TLSAttribute, TLSStream
 
 from apnskit._errors import ConnectError, ConnectionLostError
+from apnskit._transports.connecting import connect_failure
 from apnskit._transports.proxy import Proxy, connect_tls_async
-from apnskit._transports.socket_transport import connect_failure
 
 __all__ = ["AnyioStream", "AnyioTransport", "open_tcp_async", "start_tls_async"]
 

@@ -48,6 +48,7 @@ import anyio.abc
 from anyio.streams.tls import TLSStream
 
 from apnskit._errors import ConfigurationError, ConnectError, ConnectTimeoutError, ProxyError
+from apnskit._transports.connecting import map_connect_error
 
 __all__ = [
     "Proxy",
@@ -56,7 +57,6 @@ __all__ = [
     "open_tunnel",
     "parse_proxy",
     "proxy_from_environment",
-    "with_proxy",
 ]
 
 # Default ports when a proxy URL has none: curl's and httpx's choices.
@@ -461,25 +461,11 @@ def _printable(text: str) -> str:
 
 def _unreachable(proxy: Proxy, error: BaseException) -> ConnectError:
     """The proxy itself could not be reached: say so, naming it."""
-    from apnskit._transports.socket_transport import map_connect_error
-
     mapped = map_connect_error(proxy.host, proxy.port, error)
     message = f"cannot reach proxy {proxy.display}: {mapped}"
     if isinstance(mapped, ConnectTimeoutError):
         return ConnectTimeoutError(message)
     return ProxyError(message, proxy=proxy.display)
-
-
-def with_proxy(error: ConnectError, proxy: Proxy) -> ConnectError:
-    """``error`` (from TLS inside the tunnel) with the proxy named, same type."""
-    if isinstance(error, ProxyError):
-        return error
-    try:
-        annotated = type(error)(f"{error} (through proxy {proxy.display})")
-    except TypeError:
-        return error
-    annotated.__cause__ = error.__cause__
-    return annotated
 
 
 # ------------------------------------------------------------------------------- drivers

@@ -11,59 +11,19 @@ import threading
 import time
 from typing import Any
 
-from apnskit._errors import ApnsError, ConnectError, ConnectionLostError, ConnectTimeoutError
-from apnskit._transports.proxy import Proxy, open_tunnel, with_proxy
+from apnskit._errors import ConnectError, ConnectionLostError
+from apnskit._transports.connecting import connect_failure
+from apnskit._transports.proxy import Proxy, open_tunnel
 
 __all__ = [
     "SocketPoller",
     "SocketStream",
     "SocketTransport",
-    "connect_timeout_error",
-    "map_connect_error",
     "open_tcp",
     "start_tls",
 ]
 
 _READ_SIZE = 256 * 1024
-
-
-def map_connect_error(host: str, port: int, error: BaseException) -> ConnectError:
-    """Turn a native connect/handshake error into apnskit's, with a hint at the cause."""
-    where = f"{host}:{port}"
-    if isinstance(error, ConnectError):
-        return error
-    cause = error.__cause__
-    if type(error) is OSError and error.errno is None and isinstance(cause, BaseException):
-        # anyio.connect_tcp reports a bare "All connection attempts failed" with the real
-        # error (or an exception group of them, one per address) as the cause: name that
-        # instead, so "refused" or the TLS hint reaches the caller.
-        nested = getattr(cause, "exceptions", None)
-        return map_connect_error(host, port, nested[0] if nested else cause)
-    if isinstance(error, (socket.timeout, TimeoutError)):
-        return ConnectTimeoutError(f"connecting to {where} timed out")
-    if isinstance(error, socket.gaierror):
-        return ConnectError(f"cannot resolve {host!r} (DNS): {error.strerror or error}")
-    if isinstance(error, ssl.SSLCertVerificationError):
-        # The client may or may not have been given a ca_file; the text fits both cases.
-        return ConnectError(
-            f"TLS certificate of {where} did not verify ({error.verify_message or error}): "
-            "no CA this client trusts signed it. A private CA (a TLS-intercepting proxy's, "
-            "the mock server's) must be given as ca_file=, and a ca_file= already given does "
-            "not hold the CA that signed this server's certificate."
-        )
-    if isinstance(error, ssl.SSLError):
-        return ConnectError(f"TLS handshake with {where} failed: {error.reason or error}")
-    if isinstance(error, ConnectionRefusedError):
-        return ConnectError(f"connection to {where} refused")
-    if isinstance(error, OSError):
-        return ConnectError(f"cannot connect to {where}: {error.strerror or _text(error)}")
-    return ConnectError(f"cannot connect to {where}: {_text(error)}")
-
-
-def _text(error: BaseException) -> str:
-    # Some errors (a peer closing mid-handshake under anyio) have an empty message: the
-    # type name is then the most useful thing to show.
-    return str(error) or type(error).__name__
 
 
 class SocketStream:
@@ -136,7 +96,6 @@ class SocketPoller:
         self._wake_w.setblocking(False)
         self._selector.register(self._wake_r, selectors.EVENT_READ, None)
         self._streams: list[SocketStream] = []
-        self._lock = threading.Lock()
 
     def register(self, stream: SocketStream) -> None:
         """Watch ``stream`` for readability."""
@@ -177,25 +136,6 @@ class SocketPoller:
         for sock in (self._wake_r, self._wake_w):
             with contextlib.suppress(OSError):
                 sock.close()
-
-
-def connect_timeout_error(host: str, port: int, timeout: float | None) -> ConnectTimeoutError:
-    """The error both clients report when ``Timeout.connect`` runs out (same words in each)."""
-    return ConnectTimeoutError(
-        f"connecting to {host}:{port} timed out: no HTTP/2 over TLS connection within "
-        f"{timeout:g} s (Timeout.connect covers DNS, TCP and the TLS handshake together)"
-    )
-
-
-def connect_failure(
-    host: str, port: int, timeout: float | None, error: BaseException, proxy: Proxy | None
-) -> ConnectError:
-    """The one error a failed connect raises, in both transports: same cause, same words."""
-    if isinstance(error, TimeoutError) and not isinstance(error, ApnsError):
-        mapped: ConnectError = connect_timeout_error(host, port, timeout)
-    else:
-        mapped = map_connect_error(host, port, error)
-    return mapped if proxy is None else with_proxy(mapped, proxy)
 
 
 def _remaining(deadline: float | None) -> float | None:
@@ -245,7 +185,8 @@ def open_tcp(host: str, port: int, deadline: float | None) -> socket.socket:
     """Resolve ``host`` and connect TCP to its first address that answers, by ``deadline``.
 
     ``deadline`` is a ``time.monotonic()`` value (None: no limit) shared with the TLS step.
-    Raises the native error (``OSError``, ``socket.timeout``); :func:`map_connect_error` maps it.
+    Raises the native error (``OSError``, ``socket.timeout``);
+    :func:`~apnskit._transports.connecting.map_connect_error` maps it.
     """
     last: OSError | None = None
     for family, kind, proto, _, address in _resolve(host, port, deadline):

@@ -101,15 +101,6 @@ client duration buckets, plus 30 and 60 s for notifications that wait out retrie
 
 _SCOPE = "apnskit"
 
-# RetryScheduled.reason as the dispatcher writes it: "503 ServiceUnavailable",
-# "403 ExpiredProviderToken", "stream refused", "not processed before GOAWAY", "connection lost".
-_STATUS_REASON = re.compile(r"(\d{3})(?:\s+([A-Za-z]+))?")
-_RETRY_CAUSE_BY_STATUS = {429: "throttled", 500: "server_error", 503: "unavailable"}
-_RETRY_CAUSE_BY_TEXT = {
-    "stream refused": "stream_refused",
-    "not processed before GOAWAY": "goaway",
-    "connection lost": "connection_lost",
-}
 # APNs reasons and GOAWAY reasons are single CamelCase words; anything else (free text with
 # numbers or addresses) is left out of attributes to keep their values bounded.
 _WORD = re.compile(r"[A-Za-z]{1,64}")
@@ -350,7 +341,7 @@ class OpenTelemetryHook:
             )
 
     def _on_retry(self, event: RetryScheduled) -> None:
-        cause, status, reason = _retry_cause(event.reason)
+        cause, status, reason = _retry_cause(event)
         base_key = self._base_key(event.notification)
         key = ("retry", self._extra_key, cause, status, reason, *base_key)
         attributes = self._cache.get(key)
@@ -478,7 +469,10 @@ def _outcome(result: PushResult) -> str:
 
 
 def _reason(result: PushResult) -> str | None:
-    reason = result.reason
+    return _reason_text(result.reason)
+
+
+def _reason_text(reason: apnskit.Reason | str | None) -> str | None:
     if reason is None:
         return None
     text = str(reason.value) if isinstance(reason, apnskit.Reason) else str(reason)
@@ -498,19 +492,11 @@ def _error_type(error: BaseException | None) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
-def _retry_cause(why: str) -> tuple[str, int | None, str | None]:
-    """(cause, HTTP status, APNs reason) of a :class:`apnskit.RetryScheduled` reason."""
-    cause = _RETRY_CAUSE_BY_TEXT.get(why)
-    if cause is not None:
-        return cause, None, None
-    match = _STATUS_REASON.fullmatch(why)
-    if match is None:
-        return "other", None, None
-    status = int(match.group(1))
-    reason = match.group(2)
-    if reason == apnskit.Reason.EXPIRED_PROVIDER_TOKEN.value:
-        return "expired_provider_token", status, reason
-    return _RETRY_CAUSE_BY_STATUS.get(status, "http_status"), status, reason
+def _retry_cause(event: RetryScheduled) -> tuple[str, int | None, str | None]:
+    """(cause, HTTP status, APNs reason) of a retry, from its structured fields."""
+    # RetryScheduled.reason is text for people; its cause, status and apns_reason are the
+    # closed set and the answer's own values, so nothing is parsed here.
+    return event.cause.value, event.status, _reason_text(event.apns_reason)
 
 
 def _close_attributes(why: str) -> dict[str, AttributeValue]:

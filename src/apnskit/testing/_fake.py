@@ -49,10 +49,10 @@ def accept_all(request: ReceivedRequest) -> Reply:
 class _FakeConnection:
     """One client connection's server end; shared by the sync and async stream wrappers."""
 
-    def __init__(self, transport: FakeTransport, connection_id: int) -> None:
+    def __init__(self, transport: FakeTransport, connection_id: int, app: Handler) -> None:
         self.transport = transport
         self.server = ServerConnection(
-            transport._dispatch,
+            app,
             connection_id=connection_id,
             max_concurrent_streams=transport.max_concurrent_streams,
             hold_streams_until_success=transport.hold_streams_until_success,
@@ -71,14 +71,15 @@ class _FakeConnection:
         if self.blackholed:
             return  # a silently dead network path: bytes vanish, nothing comes back
         self.server.receive_data(data, time.monotonic())
-        self._collect()
+        self.collect()
         if self.event is not None:
             # The request may have scheduled a delayed reply (Fault.delay) without producing
             # bytes: wake the async reader so it recomputes how long to wait. Without this a
             # reader already waiting with no timer sleeps past the reply forever.
             self.event.set()
 
-    def _collect(self) -> None:
+    def collect(self) -> None:
+        """Take what the server side has to send into the inbox, and wake a waiting reader."""
         out = self.server.data_to_send()
         if out:
             self.inbox += out
@@ -91,7 +92,7 @@ class _FakeConnection:
         timer = self.server.next_timer()
         if timer is not None and timer <= time.monotonic():
             self.server.tick(time.monotonic())
-            self._collect()
+            self.collect()
 
     def take(self) -> bytes | None:
         if self.inbox:
@@ -108,17 +109,18 @@ class _FakeConnection:
 
 class _FakeSyncStream:
     def __init__(self, conn: _FakeConnection) -> None:
-        self._conn = conn
+        #: The connection's server end (the poller reads its state).
+        self.conn = conn
 
     def write(self, data: bytes) -> None:
-        self._conn.deliver(data)
+        self.conn.deliver(data)
 
     def read(self) -> bytes | None:
-        self._conn.tick()
-        return self._conn.take()
+        self.conn.tick()
+        return self.conn.take()
 
     def close(self) -> None:
-        self._conn.closed = True
+        self.conn.closed = True
 
 
 class _FakePoller:
@@ -136,11 +138,11 @@ class _FakePoller:
     def wait(self, timeout: float | None) -> list[_FakeSyncStream]:
         while True:
             for stream in self._streams:
-                stream._conn.tick()
-            ready = [s for s in self._streams if s._conn.readable()]
+                stream.conn.tick()
+            ready = [s for s in self._streams if s.conn.readable()]
             if ready:
                 return ready
-            timers = [t for s in self._streams if (t := s._conn.server.next_timer()) is not None]
+            timers = [t for s in self._streams if (t := s.conn.server.next_timer()) is not None]
             wait_for = timeout
             if timers:
                 until_timer = max(0.0, min(timers) - time.monotonic())
@@ -242,7 +244,8 @@ class FakeTransport:
             self.fail_connects -= 1
             raise ConnectError(f"cannot connect to {host}:{port}: refused (FakeTransport)")
         self.connections += 1
-        conn = _FakeConnection(self, self.connections)
+        # The server side answers through _dispatch, which records each request first.
+        conn = _FakeConnection(self, self.connections, self._dispatch)
         self._live.append(conn)
         return conn
 
@@ -261,7 +264,7 @@ class FakeTransport:
         for conn in self._live:
             if not conn.closed and not conn.eof:
                 conn.server.set_max_concurrent_streams(value)
-                conn._collect()
+                conn.collect()
 
     def connect(
         self,

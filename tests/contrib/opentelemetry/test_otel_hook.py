@@ -512,23 +512,67 @@ def test_no_device_token_or_secret_in_any_attribute(
 # ---------------------------------------------------------------------------- mappings
 
 
+_CAUSE = apnskit.RetryCause
+
+
 @pytest.mark.parametrize(
-    ("why", "expected"),
+    ("why", "cause", "status", "apns_reason", "expected"),
     [
-        ("503 ServiceUnavailable", ("unavailable", 503, "ServiceUnavailable")),
-        ("429 TooManyRequests", ("throttled", 429, "TooManyRequests")),
-        ("500 InternalServerError", ("server_error", 500, "InternalServerError")),
-        ("500", ("server_error", 500, None)),
-        ("403 ExpiredProviderToken", ("expired_provider_token", 403, "ExpiredProviderToken")),
-        ("502 BadGateway", ("http_status", 502, "BadGateway")),
-        ("stream refused", ("stream_refused", None, None)),
-        ("not processed before GOAWAY", ("goaway", None, None)),
-        ("connection lost", ("connection_lost", None, None)),
-        ("something new with a token ab12ab12", ("other", None, None)),
+        (
+            "503 ServiceUnavailable",
+            _CAUSE.UNAVAILABLE,
+            503,
+            apnskit.Reason.SERVICE_UNAVAILABLE,
+            ("unavailable", 503, "ServiceUnavailable"),
+        ),
+        (
+            "429 TooManyRequests",
+            _CAUSE.THROTTLED,
+            429,
+            "TooManyRequests",
+            ("throttled", 429, "TooManyRequests"),
+        ),
+        ("500", _CAUSE.SERVER_ERROR, 500, None, ("server_error", 500, None)),
+        (
+            "403 ExpiredProviderToken",
+            _CAUSE.EXPIRED_PROVIDER_TOKEN,
+            403,
+            apnskit.Reason.EXPIRED_PROVIDER_TOKEN,
+            ("expired_provider_token", 403, "ExpiredProviderToken"),
+        ),
+        ("stream refused", _CAUSE.STREAM_REFUSED, None, None, ("stream_refused", None, None)),
+        ("not processed before GOAWAY", _CAUSE.GOAWAY, None, None, ("goaway", None, None)),
+        ("connection lost", _CAUSE.CONNECTION_LOST, None, None, ("connection_lost", None, None)),
+        # The text is for people and may hold anything (here a proxy's HTML body, which the
+        # old parser of the text turned into cause "other"): the cause still comes through.
+        (
+            "503 <html>Service down</html>",
+            _CAUSE.UNAVAILABLE,
+            503,
+            None,
+            ("unavailable", 503, None),
+        ),
+        # An unknown reason that does not look like one is bounded to "other".
+        ("503 a b 12", _CAUSE.UNAVAILABLE, 503, "a b 12", ("unavailable", 503, "other")),
     ],
 )
-def test_retry_cause(why: str, expected: tuple[str, int | None, str | None]) -> None:
-    assert _retry_cause(why) == expected
+def test_retry_cause(
+    why: str,
+    cause: apnskit.RetryCause,
+    status: int | None,
+    apns_reason: apnskit.Reason | str | None,
+    expected: tuple[str, int | None, str | None],
+) -> None:
+    event = apnskit.RetryScheduled(
+        notification=None,
+        attempt=2,
+        delay=0.0,
+        reason=why,
+        cause=cause,
+        status=status,
+        apns_reason=apns_reason,
+    )
+    assert _retry_cause(event) == expected
 
 
 @pytest.mark.parametrize(
