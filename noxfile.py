@@ -5,9 +5,11 @@ CI (``.ci/run``) runs the same commands the README gives; these sessions are the
 
 from __future__ import annotations
 
+import sys
+
 import nox
 
-nox.options.sessions = ["tests", "lint", "typecheck", "docs"]
+nox.options.sessions = ["tests", "lint", "typecheck", "docs", "unasync"]
 nox.options.reuse_existing_virtualenvs = True
 
 PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
@@ -56,3 +58,10 @@ def docs(session: nox.Session) -> None:
     """Build the MkDocs site with warnings as errors."""
     session.install("-e", ".[docs]")
     session.run("mkdocs", "build", "--strict", "-f", "docs/mkdocs.yml", "--site-dir", "site")
+
+
+@nox.session(venv_backend="none")
+def unasync(session: nox.Session) -> None:
+    """Check that PushClient's public layer is what .ci/unasync.py generates from the async one."""
+    # The script needs only the standard library: nox's own interpreter runs it.
+    session.run(sys.executable, ".ci/unasync.py", "--check")

@@ -24,8 +24,8 @@ from client_support import (
 )
 
 import apnskit
-import apnskit._clients.async_client as async_client_module
-import apnskit._clients.sync_client as sync_client_module
+import apnskit._clients.async_driver as async_driver_module
+import apnskit._clients.sync_driver as sync_driver_module
 from apnskit._engine.client_events import ConnectionClosed, ConnectionOpened
 from apnskit._engine.pool import RETIRE_STREAMS_LEFT
 from apnskit.testing import FakeTransport, Fault, MockApnsServer, ReceivedRequest, Reply
@@ -48,14 +48,14 @@ def test_interrupted_follower_thread_does_not_strand_the_others(
         def wait(self, timeout: float | None = None) -> bool:
             raise InterruptedWaitError
 
-    original_init = sync_client_module._Wakeup.__init__
+    original_init = sync_driver_module.SyncWakeup.__init__
 
     def init(self: Any) -> None:
         original_init(self)
         if threading.current_thread().name.startswith("interrupted"):
             self.event = RaisingEvent()
 
-    monkeypatch.setattr(sync_client_module._Wakeup, "__init__", init)
+    monkeypatch.setattr(sync_driver_module.SyncWakeup, "__init__", init)
 
     release = threading.Event()
     first = notification()
@@ -339,7 +339,7 @@ async def test_a_read_wakes_only_the_tasks_it_concerns(
     make_client: Callable[..., Client], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     counting = _CountingAnyio()
-    monkeypatch.setattr(async_client_module, "anyio", counting)
+    monkeypatch.setattr(async_driver_module, "anyio", counting)
     # One stream at a time: every answer is a read of its own.
     transport = FakeTransport(echo, max_concurrent_streams=1)
     client = make_client(transport, limits=apnskit.Limits(max_connections=1))
@@ -403,7 +403,7 @@ class _StuckWriteTransport(FakeTransport):
 async def test_close_never_writes_beside_a_stuck_driver(
     make_client: Callable[..., Client], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(async_client_module, "_STEP_DOWN_WAIT", 0.2)
+    monkeypatch.setattr(async_driver_module, "_STEP_DOWN_WAIT", 0.2)
     transport = _StuckWriteTransport()
     client = make_client(transport, limits=apnskit.Limits(max_connections=1))
     results: list[apnskit.PushResult] = []

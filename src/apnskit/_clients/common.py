@@ -28,6 +28,7 @@ from apnskit._engine.pool import PooledConnection
 from apnskit._engine.tickets import Ticket
 from apnskit._errors import (
     ApnsError,
+    ClientClosedError,
     ConfigurationError,
     ConnectionLostError,
     CredentialsError,
@@ -343,6 +344,7 @@ class ClientBase:
             host=setup.host,
             port=setup.port,
         )
+        self._closed = False
         self._init_io()
 
     def _check_transport(self, transport: Any) -> Any:
@@ -352,6 +354,10 @@ class ClientBase:
     def _init_io(self) -> None:
         """Set up the subclass's locks, poller and state."""
         raise NotImplementedError
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClientClosedError("the client was closed")
 
     def __repr__(self) -> str:
         s = self._setup

@@ -1,0 +1,353 @@
+"""The anyio driver under AsyncPushClient (asyncio and trio): how its calls wait.
+
+The public methods are in ``async_client.py`` (written once; ``sync_client.py`` is generated
+from it). This module is what stays different from the sync twin by design: tasks instead of
+threads.
+
+How it waits: the calling task that finds nobody doing I/O becomes the *driver*. For as
+long as its own notification is pending it runs one reader task per pooled connection inside
+its own task group, writes what the cores produce, opens connections and keeps time; then it
+hands over to another waiting task. No background task outlives a call, so the client needs
+no task group of its own and works with or without ``async with``.
+
+Each waiting task sleeps on its own event, set when one of its notifications ends or when the
+driver role is handed to it (as the sync client's threads do): a read wakes only the tasks it
+concerns. A task cancelled while it waits cancels its notification (RST_STREAM if it was
+sent) and passes on the driver role if it was just handed to it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections import deque
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
+from typing import Any
+
+import anyio
+import anyio.abc
+
+from apnskit._clients.common import ClientBase, closed_by_server
+from apnskit._engine.pool import PooledConnection
+from apnskit._engine.tickets import Ticket
+from apnskit._errors import ApnsError, ClientClosedError, ConfigurationError
+from apnskit._transports.anyio_transport import AnyioTransport
+
+__all__ = ["AsyncDriver", "AsyncSource", "AsyncWakeup"]
+
+# How long close() waits for the task doing I/O to step down before writing GOAWAY itself;
+# if it is still writing then, close() closes the streams without GOAWAY (one writer only).
+_STEP_DOWN_WAIT = 5.0
+
+
+class AsyncWakeup:
+    """A waiting task's mailbox: the dispatcher appends its finished tickets and wakes it."""
+
+    __slots__ = ("event", "tickets")
+
+    def __init__(self) -> None:
+        self.event: anyio.Event | None = None
+        self.tickets: deque[Ticket] = deque()
+
+    def append(self, ticket: Ticket) -> None:
+        """Take a finished ticket in and wake the task (the dispatcher's ``on_done``)."""
+        self.tickets.append(ticket)
+        self.set()
+
+    def set(self) -> None:
+        """Wake the task if it sleeps."""
+        if self.event is not None:
+            self.event.set()
+
+
+class AsyncSource:
+    """What ``send_many()`` reads: a plain or an async iterable, a batch at a time.
+
+    ``exhausted`` once it ended or must not be read any more; ``cut`` when ``close()`` stopped
+    the reading before the end.
+    """
+
+    __slots__ = ("_async_items", "_items", "cut", "exhausted")
+
+    def __init__(self, notifications: Iterable[Any] | AsyncIterable[Any]) -> None:
+        self._items: Iterator[Any] | None = None
+        self._async_items: AsyncIterator[Any] | None = None
+        if isinstance(notifications, AsyncIterable):
+            self._async_items = notifications.__aiter__()
+        else:
+            self._items = iter(notifications)
+        self.exhausted = False
+        self.cut = False
+
+    async def take(self, count: int) -> list[Any]:
+        """Up to ``count`` more items; fewer, and ``exhausted`` set, at the end."""
+        pulled: list[Any] = []
+        try:
+            if self._items is not None:
+                # A plain iterable is read without an await per item.
+                items = self._items
+                while len(pulled) < count:
+                    pulled.append(next(items))
+            else:
+                assert self._async_items is not None
+                async_items = self._async_items
+                while len(pulled) < count:
+                    pulled.append(await async_items.__anext__())
+        except (StopIteration, StopAsyncIteration):
+            self.exhausted = True
+        return pulled
+
+
+class AsyncDriver(ClientBase):
+    """The I/O of :class:`apnskit.AsyncPushClient`: tasks, anyio streams, no lock.
+
+    What the public layer uses: ``_guard`` (no lock is needed: one event loop), ``_note_work``
+    and ``_wake_driver`` after a submit or a cancel, ``_wait`` and ``_shutdown``.
+    """
+
+    def _check_transport(self, transport: Any) -> Any:
+        if transport is None:
+            return AnyioTransport(self._proxy)
+        if not callable(getattr(transport, "connect_async", None)):
+            raise ConfigurationError(
+                "transport: AsyncPushClient needs an async transport (connect_async())"
+            )
+        return transport
+
+    def _init_io(self) -> None:
+        # One event loop runs every task of the client: nothing to lock.
+        self._guard: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+        self._driving = False
+        self._clock: Callable[[], float] = time.monotonic
+        # anyio events need a running event loop, so they are made on first use.
+        self._stepped_down: anyio.Event | None = None  # close() waits for the driver
+        self._wake: anyio.Event | None = None
+        self._waiters: set[AsyncWakeup] = set()
+        self._task_group: anyio.abc.TaskGroup | None = None
+        self._management: AsyncDriver | None = None
+        self._opening = 0  # connects in progress in the driver's task group
+
+    async def _shutdown(self) -> None:
+        """``close()``: end every ticket, then say GOAWAY on every connection; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        # End every ticket before the first await, so no waiting task wakes to find its
+        # notification without a result.
+        conns = self._dispatcher.close_all(ClientClosedError("the client was closed"))
+        if self._task_group is not None:
+            self._task_group.cancel_scope.cancel()
+        for waiter in list(self._waiters):
+            waiter.set()
+        management, self._management = self._management, None
+        with anyio.CancelScope(shield=True):
+            if management is not None:
+                await management._shutdown()
+            # Let the driving task leave (its shielded write may still be finishing) before
+            # writing GOAWAY ourselves: one writer per stream.
+            with anyio.move_on_after(_STEP_DOWN_WAIT):
+                while self._driving:
+                    if self._stepped_down is None:
+                        self._stepped_down = anyio.Event()
+                    await self._stepped_down.wait()
+            # A driver still inside a long write: writing too would make two writers on one
+            # stream (anyio raises BusyResourceError). Close without GOAWAY instead; the
+            # closed stream ends that write.
+            may_write = not self._driving
+            for conn in conns:
+                stream = conn.stream
+                if stream is None:
+                    continue
+                try:
+                    data = conn.core.data_to_send() if may_write else b""
+                    if data:
+                        with anyio.move_on_after(1.0):
+                            await stream.write(data)
+                except ApnsError:
+                    pass
+                finally:
+                    await stream.aclose()
+
+    # ------------------------------------------------------------------ driving
+
+    def _note_work(self) -> bool:
+        """After a submit or a cancel: True (the driver is woken; an event set costs little)."""
+        return True
+
+    def _wake_driver(self) -> None:
+        """Wake the task doing the I/O, if any, to take new work in."""
+        self._kick()
+
+    def _kick(self) -> None:
+        if self._wake is not None:
+            self._wake.set()
+
+    def _hand_over(self) -> None:
+        # If nobody drives, wake one waiting task to take over.
+        if not self._driving and self._waiters:
+            next(iter(self._waiters)).set()
+
+    async def _wait(
+        self, done: Callable[[], bool], wakeup: AsyncWakeup, recheck: float | None = None
+    ) -> None:
+        """Wait until ``done()``; drive the I/O while nobody else does."""
+        while True:
+            if done():
+                return
+            if self._closed:
+                # close() ended every ticket already; a predicate that is still false (a
+                # send_many waiting for room) has nothing more to wait for.
+                return
+            if not self._driving:
+                self._driving = True
+                try:
+                    await self._drive(done)
+                finally:
+                    self._driving = False
+                    if self._stepped_down is not None:
+                        self._stepped_down.set()
+                        self._stepped_down = None
+                    self._hand_over()
+                continue
+            wakeup.event = anyio.Event()
+            self._waiters.add(wakeup)
+            try:
+                with anyio.move_on_after(recheck):
+                    await wakeup.event.wait()
+            except BaseException:
+                # Cancelled while waiting: if the driver role was just handed to us, pass it
+                # on, or nobody would drive and every other task would wait forever.
+                self._waiters.discard(wakeup)
+                wakeup.event = None
+                self._hand_over()
+                raise
+            self._waiters.discard(wakeup)
+            wakeup.event = None
+
+    async def _drive(self, done: Callable[[], bool]) -> None:
+        dispatcher = self._dispatcher
+        clock = self._clock
+        async with anyio.create_task_group() as task_group:
+            self._task_group = task_group
+            try:
+                for conn in dispatcher.connections:
+                    if conn.stream is not None and conn.state != PooledConnection.CLOSED:
+                        task_group.start_soon(self._reader, conn)
+                credentials = self._credentials
+                while not self._closed:
+                    self._wake = anyio.Event()
+                    now = clock()
+                    # The token is read here, outside the core (it may renew it: a signature).
+                    dispatcher.set_authorization(credentials.authorization())
+                    dispatcher.tick(now)
+                    if done() and not self._opening:
+                        break
+                    for conn in dispatcher.connections_to_open(now):
+                        task_group.start_soon(self._open, conn, task_group)
+                    for conn in list(dispatcher.closing_connections()):
+                        await self._release(conn)
+                    for conn in list(dispatcher.connections):
+                        if conn.stream is None or conn.state == PooledConnection.CLOSED:
+                            continue
+                        data = conn.core.data_to_send()
+                        if data:
+                            try:
+                                # The bytes were already taken from the core: a cancellation
+                                # (a caller's timeout around send()) mid-write would leave a
+                                # partial frame and corrupt the connection for everyone.
+                                with anyio.CancelScope(shield=True):
+                                    await conn.stream.write(data)
+                            except ApnsError as error:
+                                dispatcher.connection_lost(conn, error, clock())
+                    # A connect in progress is finished before stepping down (as the sync
+                    # client does): abandoning handshakes again and again each time a result
+                    # arrives looks like a connection flood to APNs.
+                    if done() and not self._opening:
+                        break
+                    if self._wake.is_set():
+                        continue
+                    wakeup = dispatcher.next_wakeup(now)
+                    timeout = None if wakeup is None else max(0.0, wakeup - clock())
+                    if not any(c.stream is not None for c in dispatcher.connections):
+                        # Waiting for a connect (or its backoff) to finish.
+                        timeout = 0.05 if timeout is None else min(timeout, 0.05)
+                    with anyio.move_on_after(timeout):
+                        await self._wake.wait()
+            finally:
+                self._task_group = None
+                task_group.cancel_scope.cancel()
+
+    async def _reader(self, conn: PooledConnection) -> None:
+        stream = conn.stream
+        dispatcher = self._dispatcher
+        while conn.stream is stream and conn.state != PooledConnection.CLOSED:
+            try:
+                data = await stream.read()
+            except ApnsError as error:
+                dispatcher.connection_lost(
+                    conn, closed_by_server(conn, self._setup, error), self._clock()
+                )
+                data = None
+            else:
+                if data:
+                    dispatcher.receive(conn, data, self._clock())
+                else:
+                    dispatcher.connection_lost(
+                        conn, closed_by_server(conn, self._setup), self._clock()
+                    )
+            self._kick()
+            if not data:
+                return
+
+    async def _open(self, conn: PooledConnection, task_group: anyio.abc.TaskGroup) -> None:
+        self._opening += 1
+        try:
+            await self._connect(conn, task_group)
+        finally:
+            self._opening -= 1
+            self._kick()
+
+    async def _connect(self, conn: PooledConnection, task_group: anyio.abc.TaskGroup) -> None:
+        setup = self._setup
+        try:
+            stream = await self._transport.connect_async(
+                setup.host,
+                setup.port,
+                ssl_context=setup.ssl_context,
+                server_hostname=setup.host,
+                timeout=setup.timeout.connect,
+            )
+        except ApnsError as error:
+            self._dispatcher.connect_failed(conn, error, self._clock())
+            self._kick()
+            return
+        except anyio.get_cancelled_exc_class():
+            # The client is closing (the driver waits for connects otherwise): give the
+            # slot back.
+            self._dispatcher.connect_abandoned(conn)
+            raise
+        if self._closed:
+            await stream.aclose()
+            return
+        conn.stream = stream
+        self._dispatcher.connection_established(conn, self._clock())
+        task_group.start_soon(self._reader, conn)
+        self._kick()
+
+    async def _release(self, conn: PooledConnection) -> None:
+        stream = conn.stream
+        if stream is None:
+            return
+        self._dispatcher.forget(conn)
+        # Shielded: the slot is already forgotten, so a cancellation here (the caller's
+        # timeout) would leak the socket.
+        with anyio.CancelScope(shield=True):
+            try:
+                data = conn.core.data_to_send()
+                if data:
+                    with anyio.move_on_after(1.0):
+                        await stream.write(data)  # our GOAWAY, best effort
+            except ApnsError:
+                pass
+            finally:
+                await stream.aclose()

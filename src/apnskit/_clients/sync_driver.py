@@ -1,0 +1,401 @@
+"""The threaded driver under PushClient: how its blocking calls wait, thread-safe.
+
+The public methods are in ``sync_client.py``, generated from ``async_client.py`` (written once).
+This module is what stays different from the async twin by design: threads and one poller
+instead of tasks, pipelining on its sockets without threads of its own.
+
+How it waits: whichever calling thread finds nobody doing I/O becomes the *driver*. It
+multiplexes every pooled connection with one poller, feeds what it reads to the shared
+:class:`~apnskit._engine.dispatcher.Dispatcher` and wakes the threads whose notifications ended.
+When its own notification is done it hands the role over. Other threads only queue their
+notifications and wake the driver, so no socket is ever touched by two threads at once (an
+``ssl.SSLSocket`` must not be).
+
+Connecting (DNS, TCP, TLS: up to ``Timeout.connect``) runs in a short-lived thread per
+connection, so the driver keeps reading and writing the other connections meanwhile; the
+finished socket is handed to the driver, which alone registers and uses it.
+
+A caller interrupted while it waits (KeyboardInterrupt, an exception from a signal handler)
+leaves cleanly: its notification is cancelled (RST_STREAM if it was sent) and, if it was
+driving or had just been handed the driver role, the role passes to another waiting thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from apnskit._clients.common import ClientBase, closed_by_server
+from apnskit._engine.pool import PooledConnection
+from apnskit._engine.tickets import Ticket
+from apnskit._errors import (
+    ApnsError,
+    ClientClosedError,
+    ConfigurationError,
+    ConnectError,
+)
+from apnskit._transports import SyncPoller, SyncStream
+from apnskit._transports.socket_transport import SocketTransport
+
+__all__ = ["SyncDriver", "SyncSource", "SyncWakeup"]
+
+
+class SyncWakeup:
+    """A waiting caller's mailbox: the dispatcher appends its finished tickets and wakes it."""
+
+    __slots__ = ("event", "tickets")
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.tickets: deque[Ticket] = deque()
+
+    def append(self, ticket: Ticket) -> None:
+        """Take a finished ticket in and wake the caller (the dispatcher's ``on_done``)."""
+        self.tickets.append(ticket)
+        # Event.set() takes a lock; a bulk send finishes thousands of tickets per batch.
+        if not self.event.is_set():
+            self.event.set()
+
+
+class SyncSource:
+    """What ``send_many()`` reads: an iterable, a batch at a time.
+
+    ``exhausted`` once it ended or must not be read any more; ``cut`` when ``close()`` stopped
+    the reading before the end.
+    """
+
+    __slots__ = ("_items", "cut", "exhausted")
+
+    def __init__(self, notifications: Iterable[Any]) -> None:
+        self._items = iter(notifications)
+        self.exhausted = False
+        self.cut = False
+
+    def take(self, count: int) -> list[Any]:
+        """Up to ``count`` more items; fewer, and ``exhausted`` set, at the end."""
+        pulled: list[Any] = []
+        items = self._items
+        try:
+            while len(pulled) < count:
+                pulled.append(next(items))
+        except StopIteration:
+            self.exhausted = True
+        return pulled
+
+
+# How long close() waits for the thread doing I/O to step down (it does at its next step; a
+# connect or a write in progress is bounded by the connect timeout and the write timeout).
+_STEP_DOWN_WAIT = 35.0
+
+
+class SyncDriver(ClientBase):
+    """The I/O of :class:`apnskit.PushClient`: calling threads take turns driving one poller.
+
+    What the public layer uses: ``_guard`` (the client's lock, around every dispatcher call),
+    ``_note_work`` and ``_wake_driver`` after a submit or a cancel, ``_wait`` and ``_shutdown``.
+    """
+
+    def _check_transport(self, transport: Any) -> Any:
+        if transport is None:
+            return SocketTransport(self._proxy)
+        if not callable(getattr(transport, "connect", None)) or not callable(
+            getattr(transport, "poller", None)
+        ):
+            raise ConfigurationError(
+                "transport: PushClient needs a sync transport (connect() and poller())"
+            )
+        return transport
+
+    def _init_io(self) -> None:
+        self._poller: SyncPoller = self._transport.poller()
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._guard: contextlib.AbstractContextManager[Any] = self._cond  # for the public layer
+        self._driving = False
+        self._driver_thread: int | None = None
+        self._waiters: set[SyncWakeup] = set()
+        self._polling = False  # the driver sleeps in the poller
+        self._submitted = False  # notifications arrived since the driver last looked
+        self._clock: Callable[[], float] = time.monotonic
+        self._streams: dict[int, PooledConnection] = {}
+        self._management: SyncDriver | None = None
+        # Connects finished by their threads, for the driver to take in: (slot, stream, error).
+        self._connected: deque[tuple[PooledConnection, SyncStream | None, ApnsError | None]] = (
+            deque()
+        )
+
+    def _shutdown(self) -> None:
+        """``close()``: step the driver down, end every ticket, GOAWAY; idempotent, any thread."""
+        with self._cond:
+            if self._closed:
+                return
+            self._closed = True
+            management, self._management = self._management, None
+            called_by_driver = self._driver_thread == threading.get_ident()
+        self._poller.wake()
+        if management is not None:
+            management._shutdown()
+        with self._cond:
+            if not called_by_driver:
+                # Let the driving thread notice and step down first: an ssl.SSLSocket must
+                # never be used by two threads at once. It leaves at its next step; a
+                # connect or a write in progress is bounded by their timeouts.
+                limit = time.monotonic() + _STEP_DOWN_WAIT
+                while self._driving and (left := limit - time.monotonic()) > 0:
+                    self._cond.wait(left)
+            conns = self._dispatcher.close_all(ClientClosedError("the client was closed"))
+            for waiter in self._waiters:
+                waiter.event.set()
+            leftover = [stream for _, stream, _ in self._connected if stream is not None]
+            self._connected.clear()
+        for stream in leftover:
+            stream.close()
+        for conn in conns:
+            stream = conn.stream
+            if stream is not None:
+                try:
+                    data = conn.core.data_to_send()
+                    if data:
+                        stream.write(data)
+                except ApnsError:
+                    pass
+                self._poller.unregister(stream)
+                stream.close()
+        self._poller.close()
+
+    # ------------------------------------------------------------------ driving
+
+    def _wait(
+        self, done: Callable[[], bool], wakeup: SyncWakeup, recheck: float | None = None
+    ) -> None:
+        """Block until ``done()``; drive the I/O while nobody else does.
+
+        Callers that do not drive sleep on their own :class:`SyncWakeup`, set when one of their
+        notifications ends or when the driver steps down and hands the I/O to them. Waking
+        only those concerned (not every thread on every batch) keeps many threads cheap.
+        """
+        while True:
+            with self._lock:
+                if done() or self._dispatcher.closed:
+                    # After close() nobody drives; close() ended every ticket already, so a
+                    # predicate still false (a send_many waiting for room) has nothing to wait
+                    # for.
+                    self._waiters.discard(wakeup)
+                    self._hand_over()
+                    return
+                # Between close() starting and its ending every ticket, nobody drives either.
+                drive = not self._driving and not self._closed
+                if drive:
+                    self._driving = True
+                    self._driver_thread = threading.get_ident()
+                    self._waiters.discard(wakeup)
+                else:
+                    self._waiters.add(wakeup)
+                    wakeup.event.clear()
+            if not drive:
+                try:
+                    wakeup.event.wait(recheck)
+                except BaseException:
+                    # Interrupted while waiting: leave the waiters, and pass on the driver
+                    # role if it was just handed to us, or nobody would ever drive again and
+                    # every other thread would sleep past its deadline.
+                    with self._lock:
+                        self._waiters.discard(wakeup)
+                        self._hand_over()
+                    raise
+                continue
+            try:
+                self._drive(done)
+            finally:
+                with self._cond:
+                    self._driving = False
+                    self._driver_thread = None
+                    self._hand_over()
+                    self._cond.notify_all()  # close() may be waiting for the step-down
+
+    def _note_work(self) -> bool:
+        """Under the lock, after a submit or a cancel: True when the sleeping driver needs waking.
+
+        A driver that is busy picks the new work up at its next step, so most submits cost
+        no wake-up (a system call and a select() return) at all.
+        """
+        self._submitted = True
+        return self._polling
+
+    def _wake_driver(self) -> None:
+        """Wake the thread doing the I/O from its poller (after :meth:`_note_work` said so)."""
+        self._poller.wake()
+
+    def _hand_over(self) -> None:
+        # Called under the lock: if nobody drives, wake one waiting caller to take over.
+        if not self._driving and self._waiters:
+            next(iter(self._waiters)).event.set()
+
+    def _drive(self, done: Callable[[], bool]) -> None:
+        dispatcher = self._dispatcher
+        clock = self._clock
+        credentials = self._credentials
+        while True:
+            with self._cond:
+                connected = list(self._connected)
+                self._connected.clear()
+            for conn, stream, error in connected:
+                self._take_connected(conn, stream, error)
+            # The token is read here, outside the core (it may renew it: a signature).
+            authorization = credentials.authorization()
+            with self._cond:
+                if self._closed:
+                    return
+                now = clock()
+                self._submitted = False
+                dispatcher.set_authorization(authorization)
+                dispatcher.tick(now)
+                if done():
+                    return
+                to_open = dispatcher.connections_to_open(now)
+                writes: list[tuple[PooledConnection, bytes]] = []
+                for conn in dispatcher.connections:
+                    if conn.stream is not None and conn.state != PooledConnection.CLOSED:
+                        data = conn.core.data_to_send()
+                        if data:
+                            writes.append((conn, data))
+                closing = list(dispatcher.closing_connections())
+                wakeup = dispatcher.next_wakeup(now)
+            for conn in closing:
+                self._release(conn)
+            for conn in to_open:
+                self._open(conn)
+            for conn, data in writes:
+                try:
+                    conn.stream.write(data)
+                except ApnsError as error:
+                    with self._cond:
+                        dispatcher.connection_lost(conn, error, clock())
+            if closing:
+                continue
+            with self._cond:
+                if self._submitted or self._connected:
+                    # Work (or a finished connect) arrived while we were writing: take it in
+                    # before sleeping.
+                    self._submitted = False
+                    continue
+                self._polling = True
+            timeout = None if wakeup is None else max(0.0, wakeup - clock())
+            if not self._streams and timeout is None:
+                # Nothing to read and nothing scheduled: the waiting tickets need a connection
+                # that connections_to_open() will grant on the next pass.
+                timeout = 0.05
+            try:
+                ready = self._poller.wait(timeout)
+            finally:
+                with self._cond:
+                    self._polling = False
+            for stream in ready:
+                self._read(stream)
+
+    def _read(self, stream: SyncStream) -> None:
+        conn = self._streams.get(id(stream))
+        if conn is None:
+            return
+        chunks: list[bytes] = []
+        eof = False
+        error: ApnsError | None = None
+        try:
+            while True:
+                data = stream.read()
+                if data is None:
+                    break
+                if not data:
+                    eof = True
+                    break
+                chunks.append(data)
+                if len(chunks) >= 16:
+                    break
+        except ApnsError as exc:
+            error = exc
+        with self._cond:
+            now = self._clock()
+            if chunks:
+                self._dispatcher.receive(conn, b"".join(chunks), now)
+            if error is not None or eof:
+                self._dispatcher.connection_lost(
+                    conn, closed_by_server(conn, self._setup, error), now
+                )
+
+    def _open(self, conn: PooledConnection) -> None:
+        # Connect in a thread of its own: DNS, TCP and TLS may take up to Timeout.connect,
+        # and meanwhile the driver keeps the other connections flowing (issue 11).
+        thread = threading.Thread(
+            target=self._connect_in_thread,
+            args=(conn,),
+            name=f"apnskit-connect-{conn.id}",
+            daemon=True,
+        )
+        thread.start()
+
+    def _connect_in_thread(self, conn: PooledConnection) -> None:
+        setup = self._setup
+        stream: SyncStream | None = None
+        error: ApnsError | None = None
+        try:
+            stream = self._transport.connect(
+                setup.host,
+                setup.port,
+                ssl_context=setup.ssl_context,
+                server_hostname=setup.host,
+                timeout=setup.timeout.connect,
+            )
+        except ApnsError as exc:
+            error = exc
+        except Exception as exc:  # a custom transport that does not map its errors
+            error = ConnectError(f"cannot connect to {setup.host}:{setup.port}: {exc!r}")
+        with self._cond:
+            closed = self._closed
+            if not closed:
+                self._connected.append((conn, stream, error))
+        if closed:
+            if stream is not None:
+                stream.close()
+            return
+        self._poller.wake()
+
+    def _take_connected(
+        self, conn: PooledConnection, stream: SyncStream | None, error: ApnsError | None
+    ) -> None:
+        # Called by the driver only: it alone registers streams with the poller.
+        if stream is None:
+            with self._cond:
+                assert error is not None
+                self._dispatcher.connect_failed(conn, error, self._clock())
+            return
+        with self._cond:
+            if self._closed:
+                closed = True
+            else:
+                closed = False
+                conn.stream = stream
+                self._streams[id(stream)] = conn
+                self._poller.register(stream)
+                self._dispatcher.connection_established(conn, self._clock())
+        if closed:
+            stream.close()
+
+    def _release(self, conn: PooledConnection) -> None:
+        stream = conn.stream
+        if stream is None:
+            return
+        try:
+            data = conn.core.data_to_send()
+            if data:
+                stream.write(data)  # our GOAWAY, best effort
+        except ApnsError:
+            pass
+        self._poller.unregister(stream)
+        stream.close()
+        with self._cond:
+            self._streams.pop(id(stream), None)
+            self._dispatcher.forget(conn)
