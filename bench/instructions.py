@@ -6,7 +6,8 @@ Run each twice, with N and with 0, and divide the difference by N::
     valgrind --tool=callgrind --callgrind-out-file=/dev/null python bench/instructions.py core 0
 
 Workloads: ``core`` (``bench/core.py``'s in-memory encode + decode), ``notification``
-(``Notification`` construction), ``huffman`` (decoding a Huffman-coded 32-hex-digit apns-id),
+(``Notification`` construction with a dict payload), ``payload`` (a ``Payload`` with an
+``Alert``, then its ``Notification``), ``huffman`` (decoding a Huffman-coded 32-hex-digit apns-id),
 ``sync`` and ``asyncio`` (the client end to end against nginx, one connection). Put another
 checkout's ``src`` first on ``PYTHONPATH`` to count the code before a change.
 """
@@ -34,6 +35,17 @@ def main() -> None:
 
         payload = {"aps": {"alert": {"title": "Hello", "body": "A new message is waiting"}}}
         for _ in range(count + 1):
+            apnskit.Notification("a1" * 32, payload, topic="com.example.bench")
+    elif what == "payload":
+        import apnskit
+
+        for _ in range(count + 1):
+            payload = apnskit.Payload(
+                alert=apnskit.Alert(title="Hello", body="A new message is waiting"),
+                badge=3,
+                sound="default",
+                thread_id="messages",
+            )
             apnskit.Notification("a1" * 32, payload, topic="com.example.bench")
     elif what == "huffman":
         from hpack.huffman import HuffmanEncoder
@@ -75,7 +87,7 @@ def main() -> None:
         finally:
             server.stop()
     else:
-        sys.exit("workloads: core, notification, huffman, sync, asyncio")
+        sys.exit("workloads: core, notification, payload, huffman, sync, asyncio")
 
 
 if __name__ == "__main__":

@@ -53,16 +53,8 @@ from apnskit._model.broadcast import (
     ChannelList,
     MessageStoragePolicy,
 )
-from apnskit._model.notification import (
-    Alert,
-    InterruptionLevel,
-    LiveActivityEvent,
-    Notification,
-    Payload,
-    Priority,
-    PushType,
-    Sound,
-)
+from apnskit._model.notification import Notification, Priority, PushType
+from apnskit._model.payload import Alert, InterruptionLevel, LiveActivityEvent, Payload, Sound
 from apnskit._model.results import PushResult, Reason
 
 try:

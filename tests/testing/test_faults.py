@@ -181,6 +181,10 @@ def test_clear_cancels_pending_faults(server: MockApnsServer, client: H2TestClie
     server.faults.clear()
     assert not server.faults.pending
     assert client.push().status == 200
+    # Faults scripted after a clear still reach the server.
+    server.faults.fail_next(1)
+    assert client.push().status == 503
+    assert client.push().status == 200
 
 
 # -- stream limit -----------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from datetime import datetime, timezone
 
 import pytest
@@ -349,3 +350,29 @@ def test_trust_key_accepts_pem_and_rejects_other_curves(server: MockApnsServer, 
         server.trust_key(
             "P384KEY001", TEAM_ID, ec.generate_private_key(ec.SECP384R1()).public_key()
         )
+
+
+def test_echoed_id_is_the_requests_canonical_uuid_or_a_new_one() -> None:
+    # Shared by the validators and the scripted replies of the mock's application.
+    from apnskit.testing._validation import echoed_id
+
+    given = "123E4567-E89B-12D3-A456-426614174000"
+    assert echoed_id(given) == given  # echoed as sent
+    made = {echoed_id(None), echoed_id("123e4567"), echoed_id(given.replace("-", ""))}
+    assert len(made) == 3
+    for value in made:
+        assert str(uuid.UUID(value)) == value
+
+
+def test_header_rules_answer_in_order(client: H2TestClient) -> None:
+    extra = [
+        ("apns-push-type", "voip"),  # the topic has no .voip suffix
+        ("apns-priority", "7"),
+        ("apns-expiration", "soon"),
+        ("apns-collapse-id", "c" * 65),
+        ("apns-id", "not-a-uuid"),
+    ]
+    reasons = ["InvalidPushType", "BadPriority", "BadExpirationDate", "BadCollapseId"]
+    for index, reason in enumerate([*reasons, "BadMessageId"]):
+        response = client.push(extra=extra[index:])
+        assert (response.status, response.reason) == (400, reason)

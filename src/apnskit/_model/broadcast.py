@@ -46,22 +46,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
 
-from apnskit._errors import (
-    InvalidNotificationError,
-    LocalProtocolError,
-    PushRejectedError,
-    rejection_message,
-)
-from apnskit._model.notification import (
-    _ALL_SUFFIXES,
-    LiveActivityEvent,
-    Payload,
-    Priority,
-    PushType,
-    _epoch,
-    _serialize,
-)
+from apnskit._errors import LocalProtocolError, PushRejectedError, rejection_message
+from apnskit._model.notification import Priority, PushType
+from apnskit._model.payload import LiveActivityEvent, Payload
 from apnskit._model.results import PushResult
+from apnskit._model.rules import ALL_SUFFIXES, canonical_uuid, epoch, fail, serialize
 
 __all__ = [
     "BroadcastNotification",
@@ -103,9 +92,6 @@ CHANNEL_PUSH_TYPE = "LiveActivity"
 MAX_CHANNELS = 10_000
 
 _BROADCAST_PREFIX = "/4/broadcasts/apps/"
-_UUID_RE = re.compile(
-    r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
-)
 # Standard base64 alphabet with its padding (Apple's examples are padded, e.g.
 # "dHN0LXNyY2gtY2hubA=="); the decode below checks the padding is where it belongs.
 _BASE64_RE = re.compile(r"[A-Za-z0-9+/]+={0,2}")
@@ -117,21 +103,17 @@ _BROADCAST_EVENTS = frozenset({LiveActivityEvent.UPDATE.value, LiveActivityEvent
 _START_ONLY_KEYS = ("attributes-type", "attributes", "input-push-token", "input-push-channel")
 
 
-def _fail(field_name: str, message: str) -> InvalidNotificationError:
-    return InvalidNotificationError(field_name, message)
-
-
 def _check_bundle_id(bundle_id: object) -> str:
     if type(bundle_id) is not str or not bundle_id:
-        raise _fail("bundle_id", "is required: the app's bundle ID")
+        raise fail("bundle_id", "is required: the app's bundle ID")
     if not (bundle_id.isascii() and bundle_id.isprintable()) or " " in bundle_id:
-        raise _fail("bundle_id", f"{bundle_id!r} must be printable ASCII without spaces")
+        raise fail("bundle_id", f"{bundle_id!r} must be printable ASCII without spaces")
     if "/" in bundle_id or "?" in bundle_id or "#" in bundle_id:
         # It goes into the request path as it is.
-        raise _fail("bundle_id", f"{bundle_id!r} must not contain '/', '?' or '#'")
-    if bundle_id.endswith(_ALL_SUFFIXES):
-        suffix = next(s for s in _ALL_SUFFIXES if bundle_id.endswith(s))
-        raise _fail(
+        raise fail("bundle_id", f"{bundle_id!r} must not contain '/', '?' or '#'")
+    if bundle_id.endswith(ALL_SUFFIXES):
+        suffix = next(s for s in ALL_SUFFIXES if bundle_id.endswith(s))
+        raise fail(
             "bundle_id",
             f"{bundle_id!r} ends with the topic suffix {suffix!r}; broadcast and channel "
             "requests name the bare bundle ID in their path",
@@ -141,9 +123,9 @@ def _check_bundle_id(bundle_id: object) -> str:
 
 def _check_channel_id(channel_id: object) -> str:
     if type(channel_id) is not str or not channel_id:
-        raise _fail("channel_id", "is required: the id APNs returned when the channel was created")
+        raise fail("channel_id", "is required: the id APNs returned when the channel was created")
     if _BASE64_RE.fullmatch(channel_id) is None:
-        raise _fail(
+        raise fail(
             "channel_id",
             f"{channel_id!r} is not base64; channel ids are the base64 strings APNs returns "
             "(pass them on unchanged)",
@@ -151,45 +133,34 @@ def _check_channel_id(channel_id: object) -> str:
     try:
         base64.b64decode(channel_id, validate=True)
     except (binascii.Error, ValueError):
-        raise _fail(
+        raise fail(
             "channel_id", f"{channel_id!r} is not valid base64 (its length or padding is wrong)"
         ) from None
     return channel_id
 
 
-def _check_request_id(request_id: object) -> str:
-    if isinstance(request_id, uuid.UUID):
-        return str(request_id)
-    if type(request_id) is not str or _UUID_RE.fullmatch(request_id) is None:
-        raise _fail(
-            "apns_request_id",
-            f"{request_id!r} is not a canonical UUID (8-4-4-4-12 hex digits with hyphens)",
-        )
-    return request_id.lower()
-
-
 def _check_live_activity_dict(payload: dict[str, Any]) -> None:
     aps = payload.get("aps")
     if not isinstance(aps, dict):
-        raise _fail("payload", "a broadcast needs an 'aps' dictionary with a Live Activity event")
+        raise fail("payload", "a broadcast needs an 'aps' dictionary with a Live Activity event")
     event = aps.get("event")
     if event is None:
-        raise _fail(
+        raise fail(
             "payload.event", "a broadcast carries a Live Activity payload: 'update' or 'end'"
         )
     if event not in _BROADCAST_EVENTS:
-        raise _fail(
+        raise fail(
             "payload.event",
             f"{event!r} cannot be broadcast; a channel can only 'update' or 'end' an activity",
         )
     timestamp = aps.get("timestamp")
     if isinstance(timestamp, bool) or not isinstance(timestamp, int):
-        raise _fail("payload.timestamp", f"a Live Activity {event} push needs it (epoch seconds)")
+        raise fail("payload.timestamp", f"a Live Activity {event} push needs it (epoch seconds)")
     if not isinstance(aps.get("content-state"), dict):
-        raise _fail("payload.content_state", f"a Live Activity {event} push needs it (a dict)")
+        raise fail("payload.content_state", f"a Live Activity {event} push needs it (a dict)")
     for key in _START_ONLY_KEYS:
         if key in aps:
-            raise _fail(f"payload.{key}", f"is only allowed with event 'start', not {event!r}")
+            raise fail(f"payload.{key}", f"is only allowed with event 'start', not {event!r}")
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -252,28 +223,28 @@ class BroadcastNotification:
         if isinstance(payload, Payload):
             event = payload.event
             if event is None:
-                raise _fail(
+                raise fail(
                     "payload.event",
                     "a broadcast carries a Live Activity payload: use "
                     "Payload.live_activity_update or Payload.live_activity_end",
                 )
             if event is LiveActivityEvent.START:
-                raise _fail(
+                raise fail(
                     "payload.event",
                     "'start' cannot be broadcast; a channel can only 'update' or 'end' an activity",
                 )
-            body = _serialize(payload.to_dict())
+            body = serialize(payload.to_dict())
         elif isinstance(payload, dict):
             _check_live_activity_dict(payload)
-            body = _serialize(payload)
+            body = serialize(payload)
         else:
-            raise _fail("payload", f"{type(payload).__name__} is not a dict or apnskit.Payload")
+            raise fail("payload", f"{type(payload).__name__} is not a dict or apnskit.Payload")
         # Apple's broadcast page sends Live Activity payloads and names no other limit; the Live
         # Activity (non-VoIP) limit applies. (Some third-party clients claim 5 KB for
         # broadcasts; unverified, and a payload within 4096 bytes is accepted either way.)
         limit = PushType.LIVEACTIVITY.max_payload_size
         if len(body) > limit:
-            raise _fail(
+            raise fail(
                 "payload", f"{len(body)} bytes is over the {limit}-byte limit for broadcasts"
             )
 
@@ -289,17 +260,17 @@ class BroadcastNotification:
                 else _PRIORITIES.get(priority)
             )
             if normalized is None:
-                raise _fail("priority", f"{priority!r} is not 10, 5 or 1")
+                raise fail("priority", f"{priority!r} is not 10, 5 or 1")
             setattr_(self, "priority", normalized)
             headers.append(("apns-priority", str(int(normalized))))
         # Apple lists apns-expiration as "Required" for broadcasts (see the module docstring);
         # 0 is the value every channel accepts.
-        expiration = 0 if self.expiration is None else _epoch("expiration", self.expiration)
+        expiration = 0 if self.expiration is None else epoch("expiration", self.expiration)
         setattr_(self, "expiration", expiration)
         headers.append(("apns-expiration", str(expiration)))
         request_id = self.apns_request_id
         if request_id is not None:
-            request_id = _check_request_id(request_id)
+            request_id = canonical_uuid("apns_request_id", request_id)
             setattr_(self, "apns_request_id", request_id)
             headers.append(("apns-request-id", request_id))
 
@@ -425,7 +396,7 @@ class ChannelRequest:
 def _base_headers(request_id: object) -> tuple[list[tuple[str, str]], str | None]:
     if request_id is None:
         return [], None
-    checked = _check_request_id(request_id)
+    checked = canonical_uuid("apns_request_id", request_id)
     return [("apns-request-id", checked)], checked
 
 
@@ -451,7 +422,7 @@ def create_channel_request(
     """
     bundle = _check_bundle_id(bundle_id)
     if isinstance(policy, bool) or not isinstance(policy, int) or policy not in (0, 1):
-        raise _fail(
+        raise fail(
             "message_storage_policy",
             f"{policy!r} is not 0 (no message stored) or 1 (most recent message stored)",
         )

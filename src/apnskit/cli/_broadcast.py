@@ -25,7 +25,7 @@ from apnskit._model.broadcast import (
     ChannelError,
     MessageStoragePolicy,
 )
-from apnskit._model.notification import Alert, LiveActivityEvent, Payload
+from apnskit._model.payload import Alert, LiveActivityEvent, Payload
 from apnskit._model.results import PushResult
 from apnskit.cli._options import (
     CHANNELS_EXIT_CODES,

@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Any
 from apnskit._config import Environment
 from apnskit.testing._server_connection import Fault, ReceivedRequest, Reply, redact_headers
 from apnskit.testing._validation import (
-    _UUID_RE,
     MAX_CHANNELS,
     BroadcastValidator,
     ChannelStore,
@@ -34,6 +33,7 @@ from apnskit.testing._validation import (
     ProviderTokenVerifier,
     RequestValidator,
     TrustedKey,
+    echoed_id,
     is_broadcast_path,
     is_management_path,
 )
@@ -141,12 +141,61 @@ class _Countdown:
 
 @dataclass
 class _Plan:
+    """What the :class:`FaultPlan` scripted and the application has yet to apply."""
+
     fail: list[tuple[int, Reply]] = field(default_factory=list)  # (remaining, reply)
     refuse: int = 0
     expire: int = 0
     never_reply: int = 0
     delay: list[tuple[int, float]] = field(default_factory=list)  # (remaining, seconds)
     countdowns: list[_Countdown] = field(default_factory=list)
+
+    def clear(self) -> None:
+        """Drop every pending fault (in place: the application holds this object)."""
+        self.fail.clear()
+        self.refuse = self.expire = self.never_reply = 0
+        self.delay.clear()
+        self.countdowns.clear()
+
+    def take(self) -> tuple[Fault | Reply | None, float | None]:
+        """The fault for the request being handled (lock held), and a delay to apply."""
+        plan = self
+        chosen: Fault | Reply | None = None
+        if plan.countdowns:
+            for countdown in plan.countdowns:
+                if countdown.skip == 0 and chosen is None:
+                    chosen = countdown.fault
+                    countdown.skip = -1
+                else:
+                    countdown.skip -= 1
+            plan.countdowns = [c for c in plan.countdowns if c.skip >= 0]
+        if chosen is None and plan.refuse:
+            plan.refuse -= 1
+            chosen = Fault.reset()
+        if chosen is None and plan.fail:
+            remaining, reply = plan.fail[0]
+            if remaining <= 1:
+                plan.fail.pop(0)
+            else:
+                plan.fail[0] = (remaining - 1, reply)
+            if remaining >= 1:
+                chosen = reply
+        if chosen is None and plan.expire:
+            plan.expire -= 1
+            chosen = Reply(403, reason="ExpiredProviderToken")
+        if chosen is None and plan.never_reply:
+            plan.never_reply -= 1
+            chosen = Fault.no_reply()
+        delay: float | None = None
+        if plan.delay:
+            remaining, seconds = plan.delay[0]
+            if remaining <= 1:
+                plan.delay.pop(0)
+            else:
+                plan.delay[0] = (remaining - 1, seconds)
+            if remaining >= 1:
+                delay = seconds
+        return chosen, delay
 
 
 class FaultPlan:
@@ -162,9 +211,11 @@ class FaultPlan:
         self,
         lock: threading.RLock,
         set_max_concurrent_streams: Callable[[int], None] | None = None,
+        plan: _Plan | None = None,
     ) -> None:
         self._lock = lock
-        self._plan = _Plan()
+        # The application that owns the server reads the plan (under the lock) as requests come.
+        self._plan = plan if plan is not None else _Plan()
         self._set_streams = set_max_concurrent_streams
 
     def fail_next(self, n: int = 1, status: int = 503, reason: str | None = None) -> None:
@@ -252,7 +303,7 @@ class FaultPlan:
     def clear(self) -> None:
         """Cancel every pending fault."""
         with self._lock:
-            self._plan = _Plan()
+            self._plan.clear()
 
     @property
     def pending(self) -> bool:
@@ -267,46 +318,6 @@ class FaultPlan:
                 or plan.delay
                 or plan.countdowns
             )
-
-    def _take(self) -> tuple[Fault | Reply | None, float | None]:
-        """The fault for the request being handled (lock held), and a delay to apply."""
-        plan = self._plan
-        chosen: Fault | Reply | None = None
-        if plan.countdowns:
-            for countdown in plan.countdowns:
-                if countdown.skip == 0 and chosen is None:
-                    chosen = countdown.fault
-                    countdown.skip = -1
-                else:
-                    countdown.skip -= 1
-            plan.countdowns = [c for c in plan.countdowns if c.skip >= 0]
-        if chosen is None and plan.refuse:
-            plan.refuse -= 1
-            chosen = Fault.reset()
-        if chosen is None and plan.fail:
-            remaining, reply = plan.fail[0]
-            if remaining <= 1:
-                plan.fail.pop(0)
-            else:
-                plan.fail[0] = (remaining - 1, reply)
-            if remaining >= 1:
-                chosen = reply
-        if chosen is None and plan.expire:
-            plan.expire -= 1
-            chosen = Reply(403, reason="ExpiredProviderToken")
-        if chosen is None and plan.never_reply:
-            plan.never_reply -= 1
-            chosen = Fault.no_reply()
-        delay: float | None = None
-        if plan.delay:
-            remaining, seconds = plan.delay[0]
-            if remaining <= 1:
-                plan.delay.pop(0)
-            else:
-                plan.delay[0] = (remaining - 1, seconds)
-            if remaining >= 1:
-                delay = seconds
-        return chosen, delay
 
 
 class ApnsApplication:
@@ -355,7 +366,8 @@ class ApnsApplication:
         )
         self.channel_store = ChannelStore(max_channels)
         self.broadcast_validator = BroadcastValidator(self.validator, self.channel_store)
-        self.faults = FaultPlan(self.lock, set_max_concurrent_streams)
+        self._plan = _Plan()
+        self.faults = FaultPlan(self.lock, set_max_concurrent_streams, self._plan)
         self.received: list[ReceivedNotification] = []
         """Every request received, in order of arrival."""
         self.on_request = on_request
@@ -487,7 +499,7 @@ class ApnsApplication:
 
     def _answer(self, request: ReceivedRequest) -> Reply | Fault:
         now = self.now()
-        forced, delay = self.faults._take()
+        forced, delay = self._plan.take()
         payload: Any = None
         if forced is None or (type(forced) is Fault and forced.kind == "no_reply"):
             path = request.path
@@ -517,16 +529,11 @@ class ApnsApplication:
         path = request.path
         if is_broadcast_path(path) or is_management_path(path):
             # Apple: the apns-request-id is echoed, or made by APNs when the request had none.
-            request_id = request.headers.get("apns-request-id")
-            if request_id is None or _UUID_RE.fullmatch(request_id) is None:
-                request_id = str(uuid.uuid4())
-            return (("apns-request-id", request_id),)
+            return (("apns-request-id", echoed_id(request.headers.get("apns-request-id"))),)
         # Apple ("Handling notification responses from APNs"): every response has apns-id
         # (the request's, or one APNs made) and, in the development environment only,
         # apns-unique-id.
-        apns_id = request.headers.get("apns-id")
-        if apns_id is None or _UUID_RE.fullmatch(apns_id) is None:
-            apns_id = str(uuid.uuid4())
+        apns_id = echoed_id(request.headers.get("apns-id"))
         if self.environment is Environment.SANDBOX:
             return (("apns-id", apns_id), ("apns-unique-id", str(uuid.uuid4())))
         return (("apns-id", apns_id),)

@@ -2,8 +2,8 @@
 
 The rules and reasons follow Apple's "Sending notification requests to APNs" and "Handling
 notification responses from APNs" (see ../shared/apns-reference.md). They are written here
-independently of the client's own checks in ``apnskit._model.notification``, so a mistake in one is
-caught by the other.
+independently of the client's own checks in ``apnskit._model`` (its rule tables), so a mistake
+in one is caught by the other.
 
 Order of checks (the first failing one answers):
 
@@ -42,7 +42,7 @@ import binascii
 import json
 import re
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -70,6 +70,8 @@ __all__ = [
     "RequestValidator",
     "StoredChannel",
     "TrustedKey",
+    "base_topic",
+    "echoed_id",
     "is_broadcast_path",
     "is_management_path",
 ]
@@ -108,6 +110,19 @@ _UUID_RE = re.compile(
 _TOPIC_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _PRIORITIES = frozenset({"10", "5", "1"})
 _VERIFIED_CACHE_SIZE = 4096
+
+
+def echoed_id(value: str | None) -> str:
+    """The id a reply carries: the request's ``apns-id`` (or ``apns-request-id``), or a new one.
+
+    Apple ("Handling notification responses from APNs", and the broadcast pages for
+    ``apns-request-id``): APNs echoes the request's id, and makes a UUID when the request has
+    none. The mock also makes one when the request's is not a canonical UUID (that request is
+    answered ``BadMessageId``).
+    """
+    if value is None or _UUID_RE.fullmatch(value) is None:
+        return str(uuid.uuid4())
+    return value
 
 
 def base_topic(topic: str) -> str:
@@ -260,6 +275,32 @@ class _TokenState:
     expired: bool = False
 
 
+def _push_type_mismatch(push_type: str, _: str | None, topic: str) -> bool:
+    if push_type not in PUSH_TYPE_SUFFIXES:
+        return True
+    suffix = PUSH_TYPE_SUFFIXES[push_type]
+    if suffix is None:  # the bare bundle ID
+        return base_topic(topic) != topic
+    return suffix != "*" and not topic.endswith(suffix)
+
+
+# The header rules of steps 7 to 11 (see the module docstring), checked in this order once the
+# topic is known: (header, broken(value, apns-push-type, topic), reason), each answering 400.
+# A header that is absent breaks none of them.
+_HEADER_RULES: tuple[tuple[str, Callable[[str, str | None, str], bool], str], ...] = (
+    ("apns-push-type", _push_type_mismatch, "InvalidPushType"),
+    # Apple: priority 10 for a background-only notification is an error.
+    (
+        "apns-priority",
+        lambda v, push_type, _: v not in _PRIORITIES or (v == "10" and push_type == "background"),
+        "BadPriority",
+    ),
+    ("apns-expiration", lambda v, _, __: not (v.isascii() and v.isdigit()), "BadExpirationDate"),
+    ("apns-collapse-id", lambda v, _, __: len(v.encode()) > 64, "BadCollapseId"),
+    ("apns-id", lambda v, _, __: _UUID_RE.fullmatch(v) is None, "BadMessageId"),
+)
+
+
 class RequestValidator:
     """Checks one request in Apple's order and builds the reply (see the module docstring).
 
@@ -298,12 +339,8 @@ class RequestValidator:
             The reply, and the decoded JSON payload (``None`` when it was not decoded).
         """
         headers = request.headers
-        apns_id = headers.get("apns-id")
-        if apns_id is None or _UUID_RE.fullmatch(apns_id) is None:
-            echo_id = str(uuid.uuid4())
-        else:
-            echo_id = apns_id
-        reason, payload = self._check(request, headers, apns_id, now)
+        echo_id = echoed_id(headers.get("apns-id"))
+        reason, payload = self._check(request, headers, now)
         reply_headers: tuple[tuple[str, str], ...]
         if self._sandbox:
             reply_headers = (("apns-id", echo_id), ("apns-unique-id", str(uuid.uuid4())))
@@ -327,7 +364,7 @@ class RequestValidator:
     # -- the checks -----------------------------------------------------------------------
 
     def _check(
-        self, request: ReceivedRequest, headers: dict[str, str], apns_id: str | None, now: float
+        self, request: ReceivedRequest, headers: dict[str, str], now: float
     ) -> tuple[tuple[int, str, int | None] | None, Any]:
         if request.method != "POST":
             return (405, "MethodNotAllowed", None), None
@@ -341,67 +378,30 @@ class RequestValidator:
             return (404, "BadPath", None), None
         if request.duplicate_headers:
             return (400, "DuplicateHeaders", None), None
-
-        key: TrustedKey | None = None
-        cert_info = request.connection.client_certificate_info if request.connection else None
-        if self.auth == "token":
-            failure, key = self._check_provider_token(request, headers.get("authorization"), now)
-            if failure is not None:
-                return failure, None
-        elif (
-            cert_info is not None
-            and cert_info.environments
-            and self.environment not in cert_info.environments
-        ):
-            return (403, "BadCertificateEnvironment", None), None
+        failure, key = self.authenticate(request, now)
+        if failure is not None:
+            return failure, None
 
         if len(device_token) % 2 or not set(device_token) <= _HEX_DIGITS:
             return (400, "BadDeviceToken", None), None
         token = device_token.lower()
         if self.strict and not self.registry.known(token):
             return (400, "BadDeviceToken", None), None
-
         topic = headers.get("apns-topic")
+        cert_info = request.connection.client_certificate_info if request.connection else None
         if topic is None and self.auth == "certificate" and cert_info is not None:
             topic = _default_certificate_topic(cert_info)
         if topic is None:
             return (400, "MissingTopic", None), None
-        if _TOPIC_RE.fullmatch(topic) is None:
-            return (400, "BadTopic", None), None
-        bundle = base_topic(topic)
-        if cert_info is not None and not cert_info.allows_topic(topic):
-            return (400, "TopicDisallowed", None), None
-        if key is not None and key.topics is not None and bundle not in key.topics:
-            return (400, "TopicDisallowed", None), None
-        registered = self.registry.topic_of(token)
-        if registered is not None and registered != bundle:
-            return (400, "DeviceTokenNotForTopic", None), None
+        problem = self._topic_problem(topic, token, key, cert_info)
+        if problem is not None:
+            return (400, problem, None), None
 
         push_type = headers.get("apns-push-type")
-        if push_type is not None:
-            if push_type not in PUSH_TYPE_SUFFIXES:
-                return (400, "InvalidPushType", None), None
-            suffix = PUSH_TYPE_SUFFIXES[push_type]
-            if suffix is None:
-                if bundle != topic:
-                    return (400, "InvalidPushType", None), None
-            elif suffix != "*" and not topic.endswith(suffix):
-                return (400, "InvalidPushType", None), None
-
-        priority = headers.get("apns-priority")
-        if priority is not None and (
-            priority not in _PRIORITIES or (priority == "10" and push_type == "background")
-        ):
-            # Apple: priority 10 for a background-only notification is an error.
-            return (400, "BadPriority", None), None
-        expiration = headers.get("apns-expiration")
-        if expiration is not None and not (expiration.isascii() and expiration.isdigit()):
-            return (400, "BadExpirationDate", None), None
-        collapse_id = headers.get("apns-collapse-id")
-        if collapse_id is not None and len(collapse_id.encode()) > 64:
-            return (400, "BadCollapseId", None), None
-        if apns_id is not None and _UUID_RE.fullmatch(apns_id) is None:
-            return (400, "BadMessageId", None), None
+        for header, broken, reason in _HEADER_RULES:
+            value = headers.get(header)
+            if value is not None and broken(value, push_type, topic):
+                return (400, reason, None), None
 
         body = request.body
         if not body:
@@ -415,11 +415,53 @@ class RequestValidator:
             return (400, "BadPayload", None), None
         if not isinstance(payload, dict):
             return (400, "BadPayload", None), payload
-
         since = self.registry.unregistered_since(token)
         if since is not None:
             return (410, "Unregistered", since), payload
         return None, payload
+
+    def _topic_problem(
+        self, topic: str, token: str, key: TrustedKey | None, cert_info: Any
+    ) -> str | None:
+        """The reason a well-formed request's topic is refused (all 400), or ``None``."""
+        if _TOPIC_RE.fullmatch(topic) is None:
+            return "BadTopic"
+        bundle = base_topic(topic)
+        if cert_info is not None and not cert_info.allows_topic(topic):
+            return "TopicDisallowed"
+        if key is not None and key.topics is not None and bundle not in key.topics:
+            return "TopicDisallowed"
+        registered = self.registry.topic_of(token)
+        if registered is not None and registered != bundle:
+            return "DeviceTokenNotForTopic"
+        return None
+
+    def authenticate(
+        self, request: ReceivedRequest, now: float
+    ) -> tuple[tuple[int, str, None] | None, TrustedKey | None]:
+        """Check the request's credentials, as for a device push.
+
+        Token mode checks the provider token (``authorization`` header); certificate mode
+        checks that the client certificate is valid in the server's environment.
+
+        Args:
+            request: The request.
+            now: The server's APNs clock (UNIX seconds), for token ages.
+
+        Returns:
+            The failure (status, reason, ``None``) or ``None``, and the trusted key the
+            token was signed with (token mode).
+        """
+        if self.auth == "token":
+            return self._check_provider_token(request, request.headers.get("authorization"), now)
+        cert_info = request.connection.client_certificate_info if request.connection else None
+        if (
+            cert_info is not None
+            and cert_info.environments
+            and self.environment not in cert_info.environments
+        ):
+            return (403, "BadCertificateEnvironment", None), None
+        return None, None
 
     def _check_provider_token(
         self, request: ReceivedRequest, authorization: str | None, now: float
@@ -583,12 +625,7 @@ class BroadcastValidator:
 
     def validate(self, request: ReceivedRequest, now: float) -> tuple[Reply, Any]:
         """Check a broadcast or management request and build the reply (and decoded body)."""
-        request_id = request.headers.get("apns-request-id")
-        if request_id is None or _UUID_RE.fullmatch(request_id) is None:
-            # Apple: APNs makes a request id when the request has none, and echoes it back.
-            echo_id = str(uuid.uuid4())
-        else:
-            echo_id = request_id
+        echo_id = echoed_id(request.headers.get("apns-request-id"))
         if is_broadcast_path(request.path):
             status, reason, body, extra, payload = self._broadcast(request, now)
         else:
@@ -604,21 +641,10 @@ class BroadcastValidator:
             return 404, "BadPath"
         if request.duplicate_headers:
             return 400, "DuplicateHeaders"
-        validator = self.requests
-        key: TrustedKey | None = None
+        failure, key = self.requests.authenticate(request, now)
+        if failure is not None:
+            return failure[0], failure[1]
         cert_info = request.connection.client_certificate_info if request.connection else None
-        if validator.auth == "token":
-            failure, key = validator._check_provider_token(
-                request, request.headers.get("authorization"), now
-            )
-            if failure is not None:
-                return failure[0], failure[1]
-        elif (
-            cert_info is not None
-            and cert_info.environments
-            and validator.environment not in cert_info.environments
-        ):
-            return 403, "BadCertificateEnvironment"
         if _TOPIC_RE.fullmatch(bundle) is None:
             return 400, "BadTopic"
         if cert_info is not None and not (
