@@ -43,7 +43,7 @@ import h2.connection
 import h2.events
 
 from apnskit._core.hpack_codec import encode_integer
-from apnskit._credentials.credentials import TokenCredentials
+from apnskit._credentials.token import TokenCredentials
 
 TOPIC = "com.example.app"
 TOKEN = "0123456789abcdef" * 4

@@ -14,8 +14,9 @@ from apnskit._config import (
     RetryPolicy,
     Timeout,
 )
+from apnskit._credentials.certificate import CertificateCredentials
 from apnskit._credentials.certinfo import CertificateInfo, CertificateTopic
-from apnskit._credentials.credentials import CertificateCredentials, TokenCredentials
+from apnskit._credentials.token import TokenCredentials
 from apnskit._engine.client_events import (
     ClientEvent,
     ConnectionClosed,

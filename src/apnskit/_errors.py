@@ -4,24 +4,44 @@ Exceptions are for local misuse and for broken connections. What APNs *says* abo
 notification (a rejection with a reason) is a :class:`~apnskit.PushResult`, not an exception,
 unless the caller asks for one with :meth:`~apnskit.PushResult.raise_for_status`.
 
+Every public exception, as ``apnskit.<Name>`` (tests/results/test_errors.py checks this drawing
+against the classes, so it cannot drift; "also X" names a second base class):
+
 ```
 ApnsError
  +-- InvalidNotificationError (also ValueError)   bad notification, found before any byte is sent
  +-- CredentialsError (also ValueError)           key/certificate/password/environment problems
  +-- ConfigurationError (also ValueError)         a client was built with inconsistent options
- +-- ProtocolError                                HTTP/2 rules were broken
- |    +-- LocalProtocolError                      ... by us (a bug, or misuse of the core)
- |    +-- RemoteProtocolError                     ... by the server
+ +-- ProtocolError                                a protocol's rules were broken
+ |    +-- LocalProtocolError                      ... by us (a bug, or misuse of the internals)
+ |    +-- RemoteProtocolError                     ... by the server (HTTP/2)
  +-- TransportError                               the network failed us
  |    +-- ConnectError                            could not connect (DNS, refused, TLS handshake)
- |    |    +-- ProxyError                          ... because the proxy refused or failed
+ |    |    +-- ProxyError                         ... because the proxy refused or failed
  |    +-- ConnectionLostError                     an open connection broke or was closed
  |    +-- ApnsTimeoutError (also TimeoutError)    something took longer than allowed
  |         +-- ConnectTimeoutError (also ConnectError)
  |         +-- DeadlineExceededError              a notification's deadline passed
  +-- PushRejectedError                            APNs rejected a notification (raise_for_status)
+ |    +-- ChannelError                            ... or a channel management request
  +-- ClientClosedError                            the client was used after close()
 ```
+
+Internal subclasses (the core's ``HpackError``, a :class:`RemoteProtocolError`) are not drawn:
+they reach callers only as their public parent.
+
+**Timeouts are also built-in TimeoutErrors, hence OSErrors.** ``except TimeoutError`` is how
+Python code catches a timeout whoever raised it (``socket``, ``asyncio.wait_for``,
+``anyio.fail_after``), so :class:`ApnsTimeoutError` keeps :class:`TimeoutError` as a base. The
+price: :class:`TimeoutError` is an :class:`OSError`, so ``except OSError`` catches apnskit's
+timeouts (their ``errno`` and ``strerror`` are ``None``) but not its other network failures
+(:class:`ConnectError`, :class:`ConnectionLostError`, :class:`ProxyError`), and a broad
+``except OSError`` wrapped around a client call intercepts them. Catch
+:class:`TransportError` for every network failure, and put ``except apnskit.ApnsError``
+clauses before ``except OSError`` ones. Making every :class:`TransportError` an
+:class:`OSError` (as ``requests`` does) was not chosen: apnskit's transports turn the socket
+layer's OSErrors into their own exceptions with ``except OSError``, and every apnskit error
+that is also an OSError is one more those handlers could swallow by mistake.
 
 Messages never contain secrets (JWTs, private keys, passwords): they name the field and the
 rule instead.
@@ -82,11 +102,15 @@ class ConfigurationError(ApnsError, ValueError):
 
 
 class ProtocolError(ApnsError):
-    """The HTTP/2 protocol was violated (RFC 9113)."""
+    """A protocol's rules were broken: HTTP/2 (RFC 9113), or an APNs exchange."""
 
 
 class LocalProtocolError(ProtocolError):
-    """We tried to do something HTTP/2 (or the connection's state) does not allow."""
+    """We tried to do something the protocol (or the connection's state) does not allow.
+
+    A bug in apnskit or misuse of its internals, not bad input: for instance an answer to a
+    channel management request read as the answer to another kind of request.
+    """
 
 
 class RemoteProtocolError(ProtocolError):
@@ -151,28 +175,57 @@ class DeadlineExceededError(ApnsTimeoutError):
 class PushRejectedError(ApnsError):
     """APNs rejected a notification, or it failed to be delivered to APNs.
 
-    Raised by :meth:`apnskit.PushResult.raise_for_status`.
+    Raised by :meth:`apnskit.PushResult.raise_for_status`. Pickles with its result (for
+    Celery results and multiprocessing).
+
+    Args:
+        result: The result that was not accepted.
+        message: The message; by default one naming the notification, what APNs said (or
+            why nothing was said) and the ``apns-id``.
 
     Attributes:
         result: The result that was not accepted.
     """
 
-    def __init__(self, result: PushResult) -> None:
-        target = _describe(result.notification)
-        if result.status is None:
-            error = result.error
-            detail = f"{type(error).__name__}: {error}" if error is not None else "no answer"
-            message = f"{target} failed without an answer from APNs ({detail})"
-        else:
-            reason = result.reason if result.reason is not None else "no reason given"
-            message = f"{target} rejected by APNs: {result.status} {reason}"
-        if result.apns_id:
-            message += f" [apns-id {result.apns_id}]"
+    def __init__(self, result: PushResult, message: str | None = None) -> None:
+        if message is None:
+            message = rejection_message(_describe(result.notification), result)
+            if result.apns_id:
+                message += f" [apns-id {result.apns_id}]"
         super().__init__(message)
         self.result = result
         # The underlying error (connection lost, deadline...) is the cause, for tracebacks.
         if result.error is not None:
             self.__cause__ = result.error
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # The default would call cls(message), which is not a PushResult; rebuild from the
+        # message and the attributes instead, subclasses' ones (ChannelError.request) too.
+        return (_rebuild_rejection, (type(self), str(self), self.__dict__))
+
+
+def _rebuild_rejection(
+    cls: type[PushRejectedError], message: str, attributes: dict[str, object]
+) -> PushRejectedError:
+    error = cls.__new__(cls, message)  # BaseException.__new__ sets args; no __init__
+    error.__dict__.update(attributes)
+    if error.result.error is not None:
+        error.__cause__ = error.result.error
+    return error
+
+
+def rejection_message(subject: str, result: PushResult) -> str:
+    """What befell ``subject`` (``"notification to ..."``), for a result that is not a success.
+
+    Shared by :class:`PushRejectedError` and :class:`~apnskit.ChannelError`, which name their
+    subject and add their own request id.
+    """
+    if result.status is None:
+        error = result.error
+        detail = f"{type(error).__name__}: {error}" if error is not None else "no answer"
+        return f"{subject} failed without an answer from APNs ({detail})"
+    reason = result.reason if result.reason is not None else "no reason given"
+    return f"{subject} rejected by APNs: {result.status} {reason}"
 
 
 def _describe(item: object) -> str:

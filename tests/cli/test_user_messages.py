@@ -12,7 +12,7 @@ import signal
 import stat
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -78,6 +78,23 @@ def where(server: MockApnsServer, *, ca_file: str | None = None) -> list[str]:
     ]
 
 
+def send_and_check(
+    creds: list[str],
+) -> tuple[subprocess.CompletedProcess[str], subprocess.CompletedProcess[str]]:
+    """``apnskit send`` (one attempt) and ``apnskit check --connect`` with the same options."""
+    send = apnskit("send", *creds, "--token", TOKEN, "--alert", "hi", "--attempts", "1")
+    check = apnskit("check", *creds, "--connect")
+    return send, check
+
+
+def jsonl(path: Path, tokens: list[str], aps: dict[str, object]) -> Path:
+    """Write one notification a line (``--from``'s format) for ``tokens``; return ``path``."""
+    path.write_text(
+        "".join(json.dumps({"token": t, "payload": {"aps": aps}}) + "\n" for t in tokens)
+    )
+    return path
+
+
 # -- 1. ports out of range --------------------------------------------------------------------
 
 
@@ -121,12 +138,10 @@ def test_refused_client_certificate_same_words_in_send_and_check(
 ) -> None:
     server, other = cert_servers
     cert, key = other.issue_client_certificate([TOPIC])  # signed by a CA `server` does not trust
-    creds = ["--cert", cert, "--cert-key", key, *where(server)]
-    send = apnskit("send", *creds, "--token", TOKEN, "--alert", "hi", "--attempts", "1")
+    send, check = send_and_check(["--cert", cert, "--cert-key", key, *where(server)])
     assert send.returncode == 3
     assert f"ConnectionLostError: {CERTIFICATE_REFUSED}" in send.stdout
     assert "APNs closed the TCP connection" not in send.stdout
-    check = apnskit("check", *creds, "--connect")
     assert check.returncode == 3
     assert f"apnskit check: TLS: {CERTIFICATE_REFUSED}." in check.stderr
 
@@ -259,13 +274,13 @@ def test_untrusted_server_with_a_ca_file_given(
 ) -> None:
     server, other = cert_servers
     cert, key = server.issue_client_certificate([TOPIC])
-    creds = ["--cert", cert, "--cert-key", key, *where(server, ca_file=other.ca_file)]
-    send = apnskit("send", *creds, "--token", TOKEN, "--alert", "hi", "--attempts", "1")
+    send, check = send_and_check(
+        ["--cert", cert, "--cert-key", key, *where(server, ca_file=other.ca_file)]
+    )
     assert send.returncode == 3
     assert "Pass ca_file=" not in send.stdout
     assert "did not verify" in send.stdout
     assert "a --ca-file already given does not hold the CA that signed" in send.stdout
-    check = apnskit("check", *creds, "--connect")
     assert check.returncode == 3
     assert f"It is not signed by the CA in --ca-file {other.ca_file}" in check.stderr
     assert "trust it with --ca-file" not in check.stderr
@@ -275,10 +290,7 @@ def test_untrusted_server_with_a_ca_file_given(
 
 
 def test_bulk_failures_print_their_cause_on_stderr(apns: TokenServer, tmp_path: Path) -> None:
-    source = tmp_path / "n.jsonl"
-    source.write_text(
-        "".join(json.dumps({"token": TOKEN, "payload": {"aps": {}}}) + "\n" for _ in range(50))
-    )
+    source = jsonl(tmp_path / "n.jsonl", [TOKEN] * 50, {})
     port = closed_port()
     proc = apnskit(
         "send",
@@ -322,13 +334,7 @@ def test_check_and_channels_help_do_not_speak_of_notifications(command: str) -> 
 
 
 def test_first_progress_line_shows_no_rate_yet(apns: TokenServer, tmp_path: Path) -> None:
-    source = tmp_path / "n.jsonl"
-    source.write_text(
-        "".join(
-            json.dumps({"token": t, "payload": {"aps": {"alert": "x"}}}) + "\n"
-            for t in apns.registered
-        )
-    )
+    source = jsonl(tmp_path / "n.jsonl", apns.registered, {"alert": "x"})
     proc = apnskit("send", *apns.args, "--topic", TOPIC, "--from", str(source), "--progress")
     assert proc.returncode == 0, proc.stderr
     lines = proc.stderr.strip().splitlines()
@@ -386,26 +392,24 @@ def test_demo_killed_by_sigterm_removes_its_temporary_folder(tmp_path: Path) -> 
 
 
 def bulk_with_one_rejection(apns: TokenServer, tmp_path: Path) -> Path:
-    source = tmp_path / "n.jsonl"
-    source.write_text(json.dumps({"token": apns.gone, "payload": {"aps": {"alert": "x"}}}) + "\n")
-    return source
+    return jsonl(tmp_path / "n.jsonl", [apns.gone], {"alert": "x"})
 
 
 def bulk_all_accepted(apns: TokenServer, tmp_path: Path) -> Path:
-    source = tmp_path / "ok.jsonl"
-    source.write_text(
-        json.dumps({"token": apns.registered[0], "payload": {"aps": {"alert": "x"}}}) + "\n"
-    )
-    return source
+    return jsonl(tmp_path / "ok.jsonl", [apns.registered[0]], {"alert": "x"})
 
 
-def test_failed_out_is_created_owner_only(apns: TokenServer, tmp_path: Path) -> None:
-    source = bulk_with_one_rejection(apns, tmp_path)
-    failed = tmp_path / "failed.jsonl"
+def send_with_failed_out(apns: TokenServer, source: Path, failed: Path, *, code: int) -> None:
+    """``apnskit send --from SOURCE --failed-out FAILED``, which must exit with ``code``."""
     proc = apnskit(
         "send", *apns.args, "--topic", TOPIC, "--from", str(source), "--failed-out", str(failed)
     )
-    assert proc.returncode == 1, proc.stderr
+    assert proc.returncode == code, proc.stderr
+
+
+def test_failed_out_is_created_owner_only(apns: TokenServer, tmp_path: Path) -> None:
+    failed = tmp_path / "failed.jsonl"
+    send_with_failed_out(apns, bulk_with_one_rejection(apns, tmp_path), failed, code=1)
     assert stat.S_IMODE(failed.stat().st_mode) == 0o600
     assert json.loads(failed.read_text())["reason"] == "Unregistered"
 
@@ -413,14 +417,10 @@ def test_failed_out_is_created_owner_only(apns: TokenServer, tmp_path: Path) -> 
 def test_failed_out_replacing_an_old_readable_file_is_owner_only(
     apns: TokenServer, tmp_path: Path
 ) -> None:
-    source = bulk_with_one_rejection(apns, tmp_path)
     failed = tmp_path / "failed.jsonl"
     failed.write_text("from an earlier run\n")
     failed.chmod(0o644)
-    proc = apnskit(
-        "send", *apns.args, "--topic", TOPIC, "--from", str(source), "--failed-out", str(failed)
-    )
-    assert proc.returncode == 1, proc.stderr
+    send_with_failed_out(apns, bulk_with_one_rejection(apns, tmp_path), failed, code=1)
     assert stat.S_IMODE(failed.stat().st_mode) == 0o600
     assert "earlier run" not in failed.read_text()
 
@@ -428,13 +428,9 @@ def test_failed_out_replacing_an_old_readable_file_is_owner_only(
 def test_failed_out_stale_regular_file_is_removed_when_nothing_failed(
     apns: TokenServer, tmp_path: Path
 ) -> None:
-    source = bulk_all_accepted(apns, tmp_path)
     failed = tmp_path / "failed.jsonl"
     failed.write_text("from an earlier run\n")
-    proc = apnskit(
-        "send", *apns.args, "--topic", TOPIC, "--from", str(source), "--failed-out", str(failed)
-    )
-    assert proc.returncode == 0, proc.stderr
+    send_with_failed_out(apns, bulk_all_accepted(apns, tmp_path), failed, code=0)
     assert not failed.exists()
 
 
@@ -448,29 +444,19 @@ def _special_file(tmp_path: Path) -> tuple[Path, int]:
     return path, stat.S_IFLNK
 
 
+@pytest.mark.parametrize(
+    ("bulk", "code"),
+    [(bulk_all_accepted, 0), (bulk_with_one_rejection, 1)],
+    ids=["nothing-failed", "with-failures"],
+)
 def test_failed_out_that_is_not_a_regular_file_is_never_removed(
-    apns: TokenServer, tmp_path: Path
+    apns: TokenServer, tmp_path: Path, bulk: Callable[[TokenServer, Path], Path], code: int
 ) -> None:
     # `--failed-out /dev/null` as root must not delete /dev/null: the same case, on a device
-    # node made for the test (or a symlink to /dev/null when not root).
-    source = bulk_all_accepted(apns, tmp_path)
+    # node made for the test (or a symlink to /dev/null when not root). With failures, they
+    # are written to it and it is kept.
     special, kind = _special_file(tmp_path)
-    proc = apnskit(
-        "send", *apns.args, "--topic", TOPIC, "--from", str(source), "--failed-out", str(special)
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert stat.S_IFMT(os.lstat(special).st_mode) == kind
-
-
-def test_failed_out_dev_null_with_failures_is_written_and_kept(
-    apns: TokenServer, tmp_path: Path
-) -> None:
-    source = bulk_with_one_rejection(apns, tmp_path)
-    special, kind = _special_file(tmp_path)
-    proc = apnskit(
-        "send", *apns.args, "--topic", TOPIC, "--from", str(source), "--failed-out", str(special)
-    )
-    assert proc.returncode == 1, proc.stderr
+    send_with_failed_out(apns, bulk(apns, tmp_path), special, code=code)
     assert stat.S_IFMT(os.lstat(special).st_mode) == kind
 
 

@@ -59,3 +59,46 @@ def private_reaches(tree: ast.AST) -> list[str]:
             if not (isinstance(owner, ast.Name) and owner.id in {"self", "cls"}):
                 found.append(f"line {node.lineno}: {ast.unparse(node)}")
     return found
+
+
+def private_imports(tree: ast.AST) -> list[str]:
+    """Every underscore name ``tree`` takes from another *module* (the issue 16 house rule).
+
+    ``from x import _name``, and ``mod._name`` where ``mod`` was bound by an import. Unlike
+    :func:`private_reaches` it leaves objects alone (``handle._body`` on a class of the same
+    module is that module's business), so it can run over the whole tree.
+    """
+
+    def private(name: str) -> bool:
+        return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
+
+    found: list[str] = []
+    aliases: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module != "__future__":
+            found.extend(
+                f"from {node.module} import {a.name}" for a in node.names if private(a.name)
+            )
+            aliases.update(a.asname or a.name for a in node.names)
+        elif isinstance(node, ast.Import):
+            aliases.update(a.asname or a.name.split(".")[0] for a in node.names)
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Attribute)
+            and private(node.attr)
+            and isinstance(node.value, ast.Name)
+            and node.value.id in aliases
+        ):
+            found.append(f"line {node.lineno}: {node.value.id}.{node.attr}")
+    return found
+
+
+def long_functions(tree: ast.AST, limit: int = 79) -> list[str]:
+    """``"name: N lines"`` for every function longer than ``limit`` lines (def to last line)."""
+    return [
+        f"{node.name}: {node.end_lineno - node.lineno + 1} lines"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.end_lineno is not None
+        and node.end_lineno - node.lineno + 1 > limit
+    ]

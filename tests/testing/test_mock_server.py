@@ -126,7 +126,7 @@ def test_server_can_be_restarted(connect) -> None:
     for _ in range(2):
         with server:
             key = server.new_token_key()
-            from apnskit._credentials.credentials import TokenCredentials
+            from apnskit._credentials.token import TokenCredentials
             from support.h2client import bearer  # noqa: F401 - the key is the server's own
 
             creds = TokenCredentials(key.private_key_pem, key_id=key.key_id, team_id=key.team_id)
@@ -276,7 +276,7 @@ def test_cli_prints_how_to_connect_and_stops(connect) -> None:
             if ": " in line
         )
         port = int(text.splitlines()[0].rsplit(":", 1)[1])
-        from apnskit._credentials.credentials import TokenCredentials
+        from apnskit._credentials.token import TokenCredentials
 
         creds = TokenCredentials.from_file(fields["token key"], team_id=fields["team id"])
         assert creds.key_id == fields["key id"]

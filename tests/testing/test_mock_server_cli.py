@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from apnskit._credentials.credentials import TokenCredentials
+from apnskit._credentials.token import TokenCredentials
 from apnskit.testing._application import ReceivedNotification
 from apnskit.testing._cli import format_log_line, run_mock_server
 from support.h2client import H2TestClient

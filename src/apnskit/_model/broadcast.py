@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
 
-from apnskit._errors import ApnsError, PushRejectedError
+from apnskit._errors import LocalProtocolError, PushRejectedError, rejection_message
 from apnskit._model.notification import Priority, PushType
 from apnskit._model.payload import LiveActivityEvent, Payload
 from apnskit._model.results import PushResult
@@ -342,23 +342,11 @@ class ChannelError(PushRejectedError):
             what = f"channel {request.action} request for {request.bundle_id!r}"
             if request.channel_id is not None:
                 what += f" (channel {request.channel_id})"
-        if detail is not None:
-            message = f"{what}: {detail}"
-        elif result.status is None:
-            error = result.error
-            detail_text = f"{type(error).__name__}: {error}" if error is not None else "no answer"
-            message = f"{what} failed without an answer from APNs ({detail_text})"
-        else:
-            reason = result.reason if result.reason is not None else "no reason given"
-            message = f"{what} rejected by APNs: {result.status} {reason}"
+        message = f"{what}: {detail}" if detail is not None else rejection_message(what, result)
         if result.request_id is not None:
             message += f" [apns-request-id {result.request_id}]"
-        ApnsError.__init__(self, message)
-        self.result = result
+        super().__init__(result, message)
         self.request = request
-        # Like PushRejectedError: the underlying error is the cause, for tracebacks.
-        if result.error is not None:
-            self.__cause__ = result.error
 
 
 @dataclass(frozen=True, slots=True)
@@ -535,8 +523,11 @@ def _json_body(request: ChannelRequest, result: PushResult) -> dict[str, Any]:
 
 
 def _expect(request: ChannelRequest, *actions: str) -> None:
+    # The clients pair each request with its reader, and neither is public: a mismatch is a
+    # bug in apnskit, not bad input, so not a ValueError a caller's `except ValueError` (meant
+    # for a bad bundle id, say) would swallow.
     if request.action not in actions:
-        raise ValueError(
+        raise LocalProtocolError(
             f"request: a {request.action!r} request cannot be read this way; "
             f"expected {' or '.join(repr(a) for a in actions)}"
         )
@@ -556,7 +547,8 @@ def channel_from_result(request: ChannelRequest, result: PushResult) -> Channel:
     Raises:
         ChannelError: The answer was not a success (or no answer arrived), or a success that
             lacks what Apple documents (the channel id header, the JSON body).
-        ValueError: ``request`` is not a ``create`` or ``get`` request.
+        LocalProtocolError: ``request`` is not a ``create`` or ``get`` request (a bug in
+            apnskit).
     """
     _expect(request, "create", "get")
     _require_success(request, result)
@@ -594,7 +586,7 @@ def channel_ids_from_result(request: ChannelRequest, result: PushResult) -> Chan
     Raises:
         ChannelError: The answer was not a success, or its body is not
             ``{"channels": [<id>, ...]}``.
-        ValueError: ``request`` is not a ``list`` request.
+        LocalProtocolError: ``request`` is not a ``list`` request (a bug in apnskit).
     """
     _expect(request, "list")
     _require_success(request, result)
@@ -622,7 +614,7 @@ def check_deleted(
 
     Raises:
         ChannelError: The answer was not a success (or no answer arrived).
-        ValueError: ``request`` is not a ``delete`` request.
+        LocalProtocolError: ``request`` is not a ``delete`` request (a bug in apnskit).
     """
     _expect(request, "delete")
     if result.reason == "ChannelNotRegistered" and earlier_send_may_have_run:

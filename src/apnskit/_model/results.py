@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from apnskit import _errors
+import apnskit._errors as error_classes
 from apnskit._errors import ApnsError, InvalidNotificationError, PushRejectedError
 
 if TYPE_CHECKING:
@@ -378,7 +378,7 @@ _RESULT_KEYS = (
 )
 # apnskit's exceptions that take just a message, rebuilt by name by PushResult.from_dict.
 _ERRORS_BY_NAME: dict[str, type[ApnsError]] = {
-    name: getattr(_errors, name)
+    name: getattr(error_classes, name)
     for name in (
         "ApnsError",
         "ApnsTimeoutError",

@@ -16,7 +16,8 @@ from typing import Any, TextIO
 
 from apnskit._clients.sync_client import PushClient
 from apnskit._config import RetryPolicy, Timeout
-from apnskit._credentials.credentials import CertificateCredentials, TokenCredentials
+from apnskit._credentials.certificate import CertificateCredentials
+from apnskit._credentials.token import TokenCredentials
 from apnskit._errors import ConfigurationError, CredentialsError
 from apnskit._model.broadcast import (
     BroadcastNotification,

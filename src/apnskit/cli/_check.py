@@ -19,7 +19,8 @@ from cryptography import x509
 
 from apnskit._clients.common import CERTIFICATE_REFUSED, build_ssl_context
 from apnskit._config import DEFAULT_PORT, Environment
-from apnskit._credentials.credentials import CertificateCredentials, TokenCredentials
+from apnskit._credentials.certificate import CertificateCredentials
+from apnskit._credentials.token import TokenCredentials
 from apnskit._errors import ConfigurationError, ConnectError
 from apnskit._transports.proxy import Proxy, choose_proxy, open_tunnel
 from apnskit.cli._options import (

@@ -18,17 +18,20 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from types import FrameType
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import anyio
 
 from apnskit._clients.async_client import AsyncPushClient
 from apnskit._clients.sync_client import PushClient
-from apnskit._credentials.credentials import TokenCredentials
+from apnskit._credentials.token import TokenCredentials
 from apnskit._errors import InvalidNotificationError
 from apnskit._model.notification import Notification
 from apnskit._model.results import PushResult
 from apnskit.cli._options import EXIT_OK, EXIT_REJECTED, UsageError
+
+if TYPE_CHECKING:
+    from apnskit.testing import MockApnsServer
 
 __all__ = ["add_demo_parser", "run_demo"]
 
@@ -131,33 +134,9 @@ def run_demo(args: argparse.Namespace, *, out: TextIO, err: TextIO, stdin: TextI
     say("apnskit demo: PushClient and AsyncPushClient against an embedded mock APNs server")
     say()
     with _sigterm_unwinds(), MockApnsServer(strict=True) as server:
-        key = server.new_token_key()
-        credentials = TokenCredentials.from_file(key.path, team_id=key.team_id)
-        devices = [secrets.token_hex(32) for _ in range(REGISTERED_DEVICES)]
-        for token in devices:
-            server.register(token, DEMO_TOPIC)
-        gone = secrets.token_hex(32)
-        server.register(gone, DEMO_TOPIC)
-        server.unregister(gone)
-        unknown = secrets.token_hex(32)
-
-        say(f"  mock APNs server  {server.host}:{server.port}  (sandbox, token auth, strict)")
-        say(f"  signing key       {key.path.name}  key id {key.key_id}, team id {key.team_id}")
-        say(
-            f"  device tokens     {REGISTERED_DEVICES + 1} registered for {DEMO_TOPIC}, "
-            "1 of them then unregistered"
-        )
-        say()
-        say("Checked locally, before anything is sent:")
-        try:
-            Notification(MALFORMED_TOKEN, {"aps": {"alert": "Hi"}}, topic=DEMO_TOPIC)
-        except InvalidNotificationError as error:
-            say(f'  token "{MALFORMED_TOKEN}"  ->  InvalidNotificationError: {error}')
-        else:  # pragma: no cover - the model would be broken
-            say(f'  token "{MALFORMED_TOKEN}"  ->  accepted locally (unexpected)')
+        credentials, devices, gone, unknown = _set_up(server, say)
+        if not _show_local_check(say):  # pragma: no cover - the model would be broken
             return EXIT_REJECTED
-        say()
-
         batch = _batch(count, bad, devices, gone, unknown)
         good = count - 2 * bad
         say(f"Sending {count:,} notifications through each client:")
@@ -166,35 +145,97 @@ def run_demo(args: argparse.Namespace, *, out: TextIO, err: TextIO, stdin: TextI
             f"{bad:,} to a token the server does not know"
         )
         say()
-
         connection: dict[str, Any] = {
             "host": server.host,
             "port": server.port,
             "ca_file": server.ca_file,
             "environment": "sandbox",
         }
-        sync_run = ClientRun("PushClient")
-        start = time.perf_counter()
-        with PushClient(credentials, **connection) as client:
-            for result in client.send_many(batch):
-                sync_run.add(result)
-        sync_run.elapsed = time.perf_counter() - start
+        runs = [
+            _run_sync(credentials, connection, batch),
+            _run_async(credentials, connection, batch),
+        ]
 
-        async_run = ClientRun("AsyncPushClient")
-
-        async def send_async() -> None:
-            start = time.perf_counter()
-            async with AsyncPushClient(credentials, **connection) as client:
-                async for result in client.send_many(batch):
-                    async_run.add(result)
-            async_run.elapsed = time.perf_counter() - start
-
-        anyio.run(send_async)
-
-    runs = [sync_run, async_run]
     for line in _table(runs):
         say(line)
     say()
+    return _verdict(runs, count, bad, err, say)
+
+
+def _set_up(
+    server: MockApnsServer, say: Callable[..., None]
+) -> tuple[TokenCredentials, list[str], str, str]:
+    """Make a signing key and the device tokens on ``server``, and say so.
+
+    Returns the credentials, the registered tokens, an unregistered one and an unknown one.
+    """
+    key = server.new_token_key()
+    credentials = TokenCredentials.from_file(key.path, team_id=key.team_id)
+    devices = [secrets.token_hex(32) for _ in range(REGISTERED_DEVICES)]
+    for token in devices:
+        server.register(token, DEMO_TOPIC)
+    gone = secrets.token_hex(32)
+    server.register(gone, DEMO_TOPIC)
+    server.unregister(gone)
+    unknown = secrets.token_hex(32)
+
+    say(f"  mock APNs server  {server.host}:{server.port}  (sandbox, token auth, strict)")
+    say(f"  signing key       {key.path.name}  key id {key.key_id}, team id {key.team_id}")
+    say(
+        f"  device tokens     {REGISTERED_DEVICES + 1} registered for {DEMO_TOPIC}, "
+        "1 of them then unregistered"
+    )
+    say()
+    return credentials, devices, gone, unknown
+
+
+def _show_local_check(say: Callable[..., None]) -> bool:
+    """Show a malformed token refused before anything is sent; False if it was not."""
+    say("Checked locally, before anything is sent:")
+    try:
+        Notification(MALFORMED_TOKEN, {"aps": {"alert": "Hi"}}, topic=DEMO_TOPIC)
+    except InvalidNotificationError as error:
+        say(f'  token "{MALFORMED_TOKEN}"  ->  InvalidNotificationError: {error}')
+    else:  # pragma: no cover - the model would be broken
+        say(f'  token "{MALFORMED_TOKEN}"  ->  accepted locally (unexpected)')
+        return False
+    say()
+    return True
+
+
+def _run_sync(
+    credentials: TokenCredentials, connection: dict[str, Any], batch: list[Notification]
+) -> ClientRun:
+    run = ClientRun("PushClient")
+    start = time.perf_counter()
+    with PushClient(credentials, **connection) as client:
+        for result in client.send_many(batch):
+            run.add(result)
+    run.elapsed = time.perf_counter() - start
+    return run
+
+
+def _run_async(
+    credentials: TokenCredentials, connection: dict[str, Any], batch: list[Notification]
+) -> ClientRun:
+    run = ClientRun("AsyncPushClient")
+
+    async def send_async() -> None:
+        start = time.perf_counter()
+        async with AsyncPushClient(credentials, **connection) as client:
+            async for result in client.send_many(batch):
+                run.add(result)
+        run.elapsed = time.perf_counter() - start
+
+    anyio.run(send_async)
+    return run
+
+
+def _verdict(
+    runs: list[ClientRun], count: int, bad: int, err: TextIO, say: Callable[..., None]
+) -> int:
+    """The exit code: whether each client got exactly the answers the server should give."""
+    good = count - 2 * bad
     expected = Counter({"410 Unregistered": bad, "400 BadDeviceToken": bad})
     wrong = [
         r.name

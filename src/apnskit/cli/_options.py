@@ -15,9 +15,10 @@ import getpass
 import os
 import re
 import sys
-from typing import NoReturn, TextIO
+from typing import Any, NoReturn, Protocol, TextIO
 
-from apnskit._credentials.credentials import CertificateCredentials, TokenCredentials
+from apnskit._credentials.certificate import CertificateCredentials
+from apnskit._credentials.token import TokenCredentials
 from apnskit._errors import CredentialsError
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "EXIT_TRANSPORT",
     "EXIT_USAGE",
     "PASSWORD_ENV",
+    "ArgumentContainer",
     "CommandParser",
     "UsageError",
     "add_connection_options",
@@ -214,9 +216,17 @@ def attempts_count(text: str) -> int:
     return value
 
 
-def add_sending_options(
-    parser: argparse.ArgumentParser | argparse._ArgumentGroup, *, what: str, note: str = ""
-) -> None:
+class ArgumentContainer(Protocol):
+    """A parser or an argument group: what ``add_argument`` can be called on.
+
+    (argparse's own name for the group's class, ``_ArgumentGroup``, is private.)
+    """
+
+    def add_argument(self, *name_or_flags: str, **kwargs: Any) -> argparse.Action:
+        """Add an option, as :meth:`argparse.ArgumentParser.add_argument` does."""
+
+
+def add_sending_options(parser: ArgumentContainer, *, what: str, note: str = "") -> None:
     """Add ``--attempts``, ``--connect-timeout`` and ``--deadline`` to ``parser``.
 
     Args:

@@ -22,7 +22,8 @@ from typing import IO, Any, TextIO
 
 from apnskit._clients.sync_client import PushClient
 from apnskit._config import RetryPolicy, Timeout
-from apnskit._credentials.credentials import CertificateCredentials, TokenCredentials
+from apnskit._credentials.certificate import CertificateCredentials
+from apnskit._credentials.token import TokenCredentials
 from apnskit._errors import ApnsError, ConfigurationError, CredentialsError
 from apnskit._model.notification import Notification, PushType
 from apnskit._model.results import PushResult
@@ -99,7 +100,14 @@ def add_send_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     add_credential_options(parser)
     add_connection_options(parser)
+    _add_target_options(parser)
+    _add_payload_options(parser)
+    _add_output_options(parser)
+    parser.set_defaults(handler=run_send)
+    return parser
 
+
+def _add_target_options(parser: argparse.ArgumentParser) -> None:
     target = parser.add_argument_group("what to send where")
     target.add_argument(
         "--token", action="append", default=[], metavar="HEX", help="device token (repeatable)"
@@ -127,6 +135,8 @@ def add_send_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--apns-id", metavar="UUID", help="apns-id (one --token only; APNs makes one if omitted)"
     )
 
+
+def _add_payload_options(parser: argparse.ArgumentParser) -> None:
     payload = parser.add_argument_group(
         "payload (either --payload, or built from --alert/--title/--body/--badge/--sound)"
     )
@@ -139,6 +149,8 @@ def add_send_parser(subparsers: Any) -> argparse.ArgumentParser:
     payload.add_argument("--badge", type=int, metavar="N", help="aps.badge (0 clears it)")
     payload.add_argument("--sound", metavar="NAME", help='aps.sound (e.g. "default")')
 
+
+def _add_output_options(parser: argparse.ArgumentParser) -> None:
     output = parser.add_argument_group("output and behaviour")
     output.add_argument(
         "--json", action="store_true", help="print one JSON object per result (JSON Lines)"
@@ -161,8 +173,6 @@ def add_send_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--no-progress", dest="progress", action="store_false", help="never show progress"
     )
     add_sending_options(output, what="notification")
-    parser.set_defaults(handler=run_send)
-    return parser
 
 
 # -------------------------------------------------------------------------------- payload
@@ -552,6 +562,11 @@ class _Progress:
         self._err.flush()
         self._shown = True
 
+    def clear(self) -> None:
+        """Erase the progress line drawn on a terminal, so a message can take its place."""
+        if self._enabled and self._tty and self._shown:
+            self._err.write("\r\x1b[2K")
+
 
 def _clock(seconds: float) -> str:
     whole = int(seconds)
@@ -730,7 +745,7 @@ class BulkSend:
 
     def _malformed(self, error: LineError, text: str) -> None:
         self.tally.malformed += 1
-        self._clear_progress_line()
+        self.progress.clear()
         print(f"{self.source}:{self._line}: {error}", file=self.err, flush=True)
         record: dict[str, Any] = dict(error.data) if error.data is not None else {"raw": text}
         record.update(line=self._line, status=None, reason="malformed", error=str(error))
@@ -741,10 +756,6 @@ class BulkSend:
                 file=self.out,
                 flush=True,
             )
-
-    def _clear_progress_line(self) -> None:
-        if self.progress._enabled and self.progress._tty and self.progress._shown:
-            self.err.write("\r\x1b[2K")
 
     def _record(self, result: PushResult) -> None:
         # Popped only once written: a Ctrl-C in the middle leaves the line pending, so it is

@@ -61,7 +61,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypedDict
+from typing import Any, NoReturn, TypedDict
 
 import anyio
 from celery import Task, signals
@@ -78,7 +78,8 @@ from apnskit._config import (
     RetryPolicy,
     Timeout,
 )
-from apnskit._credentials.credentials import CertificateCredentials, TokenCredentials
+from apnskit._credentials.certificate import CertificateCredentials
+from apnskit._credentials.token import TokenCredentials
 from apnskit._errors import ConfigurationError, CredentialsError, InvalidNotificationError
 from apnskit._model.notification import Notification
 from apnskit._model.results import PushResult, Reason
@@ -245,6 +246,80 @@ def _factor(chunk: list[dict[str, Any]]) -> tuple[dict[str, Any] | None, list[di
     if not shared:
         return None, chunk
     return shared, [{k: v for k, v in item.items() if k not in shared} for item in chunk]
+
+
+def _new_report(campaign_id: str, index: int, size: int) -> ChunkReport:
+    return {
+        "campaign_id": campaign_id,
+        "chunk": index,
+        "size": size,
+        "accepted": 0,
+        "rejected": 0,
+        "failed": 0,
+        "invalid": 0,
+        "rejections": [],
+        "failures": [],
+        "attempts": 0,
+        "redeliveries": 0,
+        "possible_duplicates": 0,
+    }
+
+
+def _note_redelivery(report: ChunkReport, campaign_id: str, index: int, size: int) -> None:
+    # An earlier run of this very message was sending when its worker died: some of these
+    # notifications may have reached APNs already.
+    report["redeliveries"] += 1
+    report["possible_duplicates"] += size
+    logger.warning(
+        "apnskit: chunk %d of campaign %s was redelivered after its worker died; "
+        "resending %d notifications (possible duplicates, same apns-id)",
+        index,
+        campaign_id,
+        size,
+    )
+
+
+def _build_notifications(
+    items: list[dict[str, Any]], shared: dict[str, Any] | None, report: ChunkReport
+) -> list[Notification]:
+    """The chunk's notifications; each item that breaks a rule is counted and recorded."""
+    notifications: list[Notification] = []
+    base: Notification | None = None
+    for raw in items:
+        own = shared is not None and isinstance(raw, Mapping) and raw.keys() == _OWN_KEYS
+        item = {**shared, **raw} if shared is not None and isinstance(raw, Mapping) else raw
+        try:
+            if own and base is not None:
+                # Same payload, topic and headers as the chunk's first: only the token and
+                # the id differ, so the body serialized for the first is reused.
+                notifications.append(
+                    base.with_device_token(raw["device_token"]).with_apns_id(raw["apns_id"])
+                )
+            else:
+                # The first such item checks the shared fields once; an item with fields of
+                # its own is checked whole.
+                built = Notification.from_dict(item)
+                if own:
+                    base = built
+                notifications.append(built)
+        except InvalidNotificationError as exc:
+            report["invalid"] += 1
+            report["failures"].append(_invalid_record(item, exc))
+    return notifications
+
+
+def _invalid_record(item: object, exc: InvalidNotificationError) -> OutcomeRecord:
+    token = item.get("device_token") if isinstance(item, Mapping) else None
+    return {
+        "device_token": token if isinstance(token, str) else None,
+        "apns_id": None,
+        "status": None,
+        "reason": None,
+        "timestamp": None,
+        "error": f"InvalidNotificationError: {exc}",
+        "token_invalid": False,
+        "notification": dict(item) if isinstance(item, Mapping) else {},
+    }
 
 
 def _chunk_task_id(campaign_id: str, index: int) -> str:
@@ -454,110 +529,27 @@ class ApnsTasks:
         carried: dict[str, Any] | None,
         shared: dict[str, Any] | None = None,
     ) -> ChunkReport:
-        task_id = task.request.id
-        backend = task.backend
-        previous = backend.get_task_meta(task_id, cache=False)
+        previous = task.backend.get_task_meta(task.request.id, cache=False)
         if previous.get("status") == "SUCCESS" and isinstance(previous.get("result"), dict):
             # Finished, but the worker died before acknowledging: nothing to send again.
             stored: ChunkReport = previous["result"]
             return stored
-        report: ChunkReport
-        if carried is not None:
-            report = carried  # type: ignore[assignment]  # our own earlier report
-        else:
-            report = {
-                "campaign_id": campaign_id,
-                "chunk": index,
-                "size": len(items),
-                "accepted": 0,
-                "rejected": 0,
-                "failed": 0,
-                "invalid": 0,
-                "rejections": [],
-                "failures": [],
-                "attempts": 0,
-                "redeliveries": 0,
-                "possible_duplicates": 0,
-            }
+        # A retry carries its own earlier report on.
+        report: ChunkReport = (
+            carried  # type: ignore[assignment]
+            if carried is not None
+            else _new_report(campaign_id, index, len(items))
+        )
         if previous.get("status") == _SENDING:
-            # An earlier run of this very message was sending when its worker died: some of
-            # these notifications may have reached APNs already.
-            report["redeliveries"] += 1
-            report["possible_duplicates"] += len(items)
-            logger.warning(
-                "apnskit: chunk %d of campaign %s was redelivered after its worker died; "
-                "resending %d notifications (possible duplicates, same apns-id)",
-                index,
-                campaign_id,
-                len(items),
-            )
+            _note_redelivery(report, campaign_id, index, len(items))
         task.update_state(state=_SENDING, meta={"chunk": index, "items": len(items)})
         report["attempts"] += 1
 
-        notifications: list[Notification] = []
-        base: Notification | None = None
-        for raw in items:
-            own = shared is not None and isinstance(raw, Mapping) and raw.keys() == _OWN_KEYS
-            item = {**shared, **raw} if shared is not None and isinstance(raw, Mapping) else raw
-            try:
-                if own and base is not None:
-                    # Same payload, topic and headers as the chunk's first: only the token
-                    # and the id differ, so the body serialized for the first is reused.
-                    notifications.append(
-                        base.with_device_token(raw["device_token"]).with_apns_id(raw["apns_id"])
-                    )
-                else:
-                    # The first such item checks the shared fields once; an item with
-                    # fields of its own is checked whole.
-                    built = Notification.from_dict(item)
-                    if own:
-                        base = built
-                    notifications.append(built)
-            except InvalidNotificationError as exc:
-                report["invalid"] += 1
-                token = item.get("device_token") if isinstance(item, Mapping) else None
-                report["failures"].append(
-                    {
-                        "device_token": token if isinstance(token, str) else None,
-                        "apns_id": None,
-                        "status": None,
-                        "reason": None,
-                        "timestamp": None,
-                        "error": f"InvalidNotificationError: {exc}",
-                        "token_invalid": False,
-                        "notification": dict(item) if isinstance(item, Mapping) else {},
-                    }
-                )
-
-        remainder: list[PushResult] = []
-        if notifications:
-            for result in self.client().send_many(notifications):
-                if result.accepted:
-                    report["accepted"] += 1
-                elif _retryable(result):
-                    remainder.append(result)
-                else:
-                    report["rejected"] += 1
-                    report["rejections"].append(_record(result, with_notification=False))
-
-        retries = task.request.retries
-        if remainder and retries < self.max_retries:
-            logger.info(
-                "apnskit: chunk %d of campaign %s: retrying %d of %d notifications in %.1f s",
-                index,
-                campaign_id,
-                len(remainder),
-                len(items),
-                self._delay(retries),
-            )
-            raise task.retry(
-                args=(campaign_id, index, [r.notification.to_dict() for r in remainder]),
-                kwargs={
-                    "on_invalid_tokens": on_invalid_tokens,
-                    "carried": dict(report),
-                    "shared": None,
-                },
-                countdown=self._delay(retries),
+        notifications = _build_notifications(items, shared, report)
+        remainder = self._send_chunk(notifications, report)
+        if remainder and task.request.retries < self.max_retries:
+            self._retry_chunk(
+                task, report, remainder, (campaign_id, index, len(items)), on_invalid_tokens
             )
         for result in remainder:
             report["failed"] += 1
@@ -568,6 +560,54 @@ class ApnsTasks:
             # At least once, like everything here: a redelivered chunk calls it again.
             signature(on_invalid_tokens, app=task.app).delay(invalid_tokens)
         return report
+
+    def _send_chunk(
+        self, notifications: list[Notification], report: ChunkReport
+    ) -> list[PushResult]:
+        """Send; count what was accepted or rejected, return what may succeed later."""
+        remainder: list[PushResult] = []
+        if notifications:
+            for result in self.client().send_many(notifications):
+                if result.accepted:
+                    report["accepted"] += 1
+                elif _retryable(result):
+                    remainder.append(result)
+                else:
+                    report["rejected"] += 1
+                    report["rejections"].append(_record(result, with_notification=False))
+        return remainder
+
+    def _retry_chunk(
+        self,
+        task: Any,
+        report: ChunkReport,
+        remainder: list[PushResult],
+        chunk: tuple[str, int, int],
+        on_invalid_tokens: dict[str, Any] | None,
+    ) -> NoReturn:
+        """Send ``remainder`` again later, as the same chunk carrying its report so far.
+
+        ``chunk`` is the campaign id, the chunk's index and its size.
+        """
+        retries = task.request.retries
+        campaign_id, index, size = chunk
+        logger.info(
+            "apnskit: chunk %d of campaign %s: retrying %d of %d notifications in %.1f s",
+            index,
+            campaign_id,
+            len(remainder),
+            size,
+            self._delay(retries),
+        )
+        raise task.retry(
+            args=(campaign_id, index, [r.notification.to_dict() for r in remainder]),
+            kwargs={
+                "on_invalid_tokens": on_invalid_tokens,
+                "carried": dict(report),
+                "shared": None,
+            },
+            countdown=self._delay(retries),
+        )
 
     # ------------------------------------------------------------------ campaigns
 

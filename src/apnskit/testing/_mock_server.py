@@ -64,7 +64,7 @@ from apnskit.testing._server_connection import ServerConnection
 from apnskit.testing._validation import MAX_CHANNELS
 
 if TYPE_CHECKING:
-    from apnskit._credentials.credentials import TokenCredentials
+    from apnskit._credentials.token import TokenCredentials
     from apnskit._model.broadcast import Channel
 
 __all__ = ["MockApnsServer", "TokenKey"]
@@ -126,6 +126,37 @@ class _Link:
                 await self.stream.send(data)
 
 
+def _check_server_options(
+    auth: str,
+    certfile: object,
+    keyfile: object,
+    ca_file: object,
+    max_concurrent_streams: int,
+) -> None:
+    """The checks of :class:`MockApnsServer`'s options that need nothing built yet."""
+    if auth not in ("token", "certificate"):
+        raise ConfigurationError(f"auth: {auth!r} must be 'token' or 'certificate'")
+    if (certfile is None) != (keyfile is None):
+        raise ConfigurationError("certfile/keyfile: give both or neither")
+    # Without these checks ca_file would name the generated CA, which did not sign a given
+    # certificate (or a given CA that did not sign the generated one): clients trusting it
+    # fail verification with a message that points nowhere near the cause.
+    if certfile is not None and ca_file is None:
+        raise ConfigurationError(
+            "ca_file: give the CA that signed certfile (for a self-signed certificate, "
+            "the certificate file itself)"
+        )
+    if ca_file is not None and certfile is None:
+        raise ConfigurationError(
+            "ca_file: only with certfile/keyfile; the generated server certificate is "
+            "signed by the server's own CA (read it from MockApnsServer.ca_file)"
+        )
+    if isinstance(max_concurrent_streams, bool) or max_concurrent_streams < 1:
+        raise ConfigurationError(
+            f"max_concurrent_streams: {max_concurrent_streams!r} must be an integer >= 1"
+        )
+
+
 class MockApnsServer:
     """A local APNs server for tests: validates like Apple, injects faults, records requests.
 
@@ -176,27 +207,7 @@ class MockApnsServer:
         max_channels: int = MAX_CHANNELS,
         on_request: Callable[[ReceivedNotification], None] | None = None,
     ) -> None:
-        if auth not in ("token", "certificate"):
-            raise ConfigurationError(f"auth: {auth!r} must be 'token' or 'certificate'")
-        if (certfile is None) != (keyfile is None):
-            raise ConfigurationError("certfile/keyfile: give both or neither")
-        # Without these checks ca_file would name the generated CA, which did not sign a given
-        # certificate (or a given CA that did not sign the generated one): clients trusting it
-        # fail verification with a message that points nowhere near the cause.
-        if certfile is not None and ca_file is None:
-            raise ConfigurationError(
-                "ca_file: give the CA that signed certfile (for a self-signed certificate, "
-                "the certificate file itself)"
-            )
-        if ca_file is not None and certfile is None:
-            raise ConfigurationError(
-                "ca_file: only with certfile/keyfile; the generated server certificate is "
-                "signed by the server's own CA (read it from MockApnsServer.ca_file)"
-            )
-        if isinstance(max_concurrent_streams, bool) or max_concurrent_streams < 1:
-            raise ConfigurationError(
-                f"max_concurrent_streams: {max_concurrent_streams!r} must be an integer >= 1"
-            )
+        _check_server_options(auth, certfile, keyfile, ca_file, max_concurrent_streams)
         self._host = host
         self._requested_port = port
         self._port: int | None = None
@@ -402,7 +413,7 @@ class MockApnsServer:
                 :meth:`advance_clock` ages their tokens the same way (they renew instead of
                 being rejected). Use ``faults.expire_token_next`` to test the rejection.
         """
-        from apnskit._credentials.credentials import TokenCredentials
+        from apnskit._credentials.token import TokenCredentials
 
         token_key = self.new_token_key()
         if follow_server_clock:
@@ -436,13 +447,6 @@ class MockApnsServer:
         Returns:
             ``(certificate_pem_path, private_key_pem_path)``.
         """
-        from apnskit._credentials.certinfo import (
-            DEVELOPMENT_OID,
-            PRODUCTION_OID,
-            TOPICS_OID,
-            encode_topics_extension,
-        )
-
         entries: list[tuple[str, Sequence[str]]] = [
             (t, _DEFAULT_KINDS) if isinstance(t, str) else (t[0], tuple(t[1])) for t in topics
         ]
@@ -454,10 +458,8 @@ class MockApnsServer:
         assert self._ca_cert is not None
         subject_uid = uid if uid is not None else entries[0][0]
         key = ec.generate_private_key(ec.SECP256R1())
-        now = _dt.datetime.now(_dt.timezone.utc)
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(
+        cert = _client_certificate(
+            _certificate_builder(
                 x509.Name(
                     [
                         x509.NameAttribute(NameOID.USER_ID, subject_uid),
@@ -465,43 +467,19 @@ class MockApnsServer:
                             NameOID.COMMON_NAME, f"Apple Push Services: {subject_uid}"
                         ),
                     ]
-                )
-            )
-            .issuer_name(self._ca_cert.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - _dt.timedelta(minutes=5))
-            .not_valid_after(now + _dt.timedelta(days=days))
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-        )
-        if Environment.SANDBOX in envs:
-            builder = builder.add_extension(
-                x509.UnrecognizedExtension(DEVELOPMENT_OID, _DER_NULL), critical=False
-            )
-        if Environment.PRODUCTION in envs:
-            builder = builder.add_extension(
-                x509.UnrecognizedExtension(PRODUCTION_OID, _DER_NULL), critical=False
-            )
-        if entries:
-            builder = builder.add_extension(
-                x509.UnrecognizedExtension(TOPICS_OID, encode_topics_extension(entries)),
-                critical=False,
-            )
-        cert = builder.sign(self._ca_key, hashes.SHA256())
+                ),
+                self._ca_cert.subject,
+                key,
+                days,
+            ),
+            entries,
+            envs,
+        ).sign(self._ca_key, hashes.SHA256())
         directory = self._ensure_tmpdir()
         stem = f"client-{cert.serial_number:x}"[:24]
         cert_path = directory / f"{stem}.pem"
         key_path = directory / f"{stem}.key"
-        cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        _write_private(
-            key_path,
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            ),
-        )
+        _write_pem_pair(cert_path, cert, key_path, key)
         return str(cert_path), str(key_path)
 
     # -- running ------------------------------------------------------------------------------
@@ -743,83 +721,17 @@ class MockApnsServer:
         if self._ca_cert is not None:
             return
         directory = self._ensure_tmpdir()
-        now = _dt.datetime.now(_dt.timezone.utc)
         ca_key = ec.generate_private_key(ec.SECP256R1())
-        ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "apnskit mock APNs CA")])
-        ca_cert = (
-            x509.CertificateBuilder()
-            .subject_name(ca_name)
-            .issuer_name(ca_name)
-            .public_key(ca_key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - _dt.timedelta(minutes=5))
-            .not_valid_after(now + _dt.timedelta(days=365))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True,
-                    content_commitment=False,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    key_cert_sign=True,
-                    crl_sign=True,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
-            )
-            .add_extension(
-                x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False
-            )
-            .sign(ca_key, hashes.SHA256())
-        )
+        ca_cert = _ca_certificate(ca_key)
         self._ca_key, self._ca_cert = ca_key, ca_cert
         self._ca_path = directory / "ca.pem"
         self._ca_path.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
         if self._certfile is None:
-            import ipaddress
-
             server_key = ec.generate_private_key(ec.SECP256R1())
-            server_cert = (
-                x509.CertificateBuilder()
-                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
-                .issuer_name(ca_name)
-                .public_key(server_key.public_key())
-                .serial_number(x509.random_serial_number())
-                .not_valid_before(now - _dt.timedelta(minutes=5))
-                .not_valid_after(now + _dt.timedelta(days=365))
-                .add_extension(
-                    x509.SubjectAlternativeName(
-                        [
-                            x509.DNSName("localhost"),
-                            x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                            x509.IPAddress(ipaddress.ip_address("::1")),
-                        ]
-                    ),
-                    critical=False,
-                )
-                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-                .add_extension(
-                    x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
-                )
-                .add_extension(
-                    x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
-                    critical=False,
-                )
-                .sign(ca_key, hashes.SHA256())
-            )
+            server_cert = _server_certificate(ca_cert.subject, ca_key, server_key)
             self._certfile = directory / "server.pem"
             self._keyfile = directory / "server.key"
-            self._certfile.write_bytes(server_cert.public_bytes(serialization.Encoding.PEM))
-            _write_private(
-                self._keyfile,
-                server_key.private_bytes(
-                    serialization.Encoding.PEM,
-                    serialization.PrivateFormat.PKCS8,
-                    serialization.NoEncryption(),
-                ),
-            )
+            _write_pem_pair(self._certfile, server_cert, self._keyfile, server_key)
             self._generated_server_cert = True
 
     def _make_ssl_context(self) -> ssl.SSLContext:
@@ -861,3 +773,121 @@ def _write_private(path: Path, data: bytes) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as handle:
         handle.write(data)
+
+
+def _write_pem_pair(
+    cert_path: Path, cert: x509.Certificate, key_path: Path, key: ec.EllipticCurvePrivateKey
+) -> None:
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    _write_private(
+        key_path,
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ),
+    )
+
+
+def _certificate_builder(
+    subject: x509.Name, issuer: x509.Name, key: ec.EllipticCurvePrivateKey, days: int
+) -> x509.CertificateBuilder:
+    """A certificate for ``key``, valid from five minutes ago (clock skew) for ``days``."""
+    now = _dt.datetime.now(_dt.timezone.utc)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - _dt.timedelta(minutes=5))
+        .not_valid_after(now + _dt.timedelta(days=days))
+    )
+
+
+def _ca_certificate(ca_key: ec.EllipticCurvePrivateKey) -> x509.Certificate:
+    """The mock's self-signed CA, for a year: it signs the server and client certificates."""
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "apnskit mock APNs CA")])
+    return (
+        _certificate_builder(ca_name, ca_name, ca_key, 365)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+
+
+def _server_certificate(
+    ca_name: x509.Name, ca_key: ec.EllipticCurvePrivateKey, server_key: ec.EllipticCurvePrivateKey
+) -> x509.Certificate:
+    """A server certificate for localhost, 127.0.0.1 and ::1, signed by the mock's CA."""
+    import ipaddress
+
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    return (
+        _certificate_builder(subject, ca_name, server_key, 365)
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [
+                    x509.DNSName("localhost"),
+                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                    x509.IPAddress(ipaddress.ip_address("::1")),
+                ]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+
+
+def _client_certificate(
+    builder: x509.CertificateBuilder,
+    entries: Sequence[tuple[str, Sequence[str]]],
+    environments: Sequence[Environment],
+) -> x509.CertificateBuilder:
+    """Add what an Apple push certificate carries: client auth, environments and topics."""
+    from apnskit._credentials.certinfo import (
+        DEVELOPMENT_OID,
+        PRODUCTION_OID,
+        TOPICS_OID,
+        encode_topics_extension,
+    )
+
+    builder = builder.add_extension(
+        x509.BasicConstraints(ca=False, path_length=None), critical=True
+    ).add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+    if Environment.SANDBOX in environments:
+        builder = builder.add_extension(
+            x509.UnrecognizedExtension(DEVELOPMENT_OID, _DER_NULL), critical=False
+        )
+    if Environment.PRODUCTION in environments:
+        builder = builder.add_extension(
+            x509.UnrecognizedExtension(PRODUCTION_OID, _DER_NULL), critical=False
+        )
+    if entries:
+        builder = builder.add_extension(
+            x509.UnrecognizedExtension(TOPICS_OID, encode_topics_extension(entries)),
+            critical=False,
+        )
+    return builder

@@ -38,7 +38,7 @@ import pytest
 # where apnskit is installed, so h2, the mock server and its hpack logging filter are
 # imported only when a test asks for a fixture.
 if TYPE_CHECKING:
-    from apnskit._credentials.credentials import TokenCredentials
+    from apnskit._credentials.token import TokenCredentials
     from apnskit.testing._mock_server import MockApnsServer
 
 __all__ = ["apns_credentials", "apns_server"]

@@ -85,33 +85,49 @@ def inspect(
     Returns:
         The settings (None when any problem is serious) and every problem found.
     """
-    problems: list[Problem] = []
-    if raw is None:
-        return None, [
-            Problem(
-                "E001",
-                True,
-                "settings.APNSKIT is not set",
-                "Set APNSKIT = {'KEY_FILE': ..., 'KEY_ID': ..., 'TEAM_ID': ..., "
-                "'ENVIRONMENT': ...} (token) or {'CERT_FILE': ...} (certificate).",
-            )
-        ]
-    if not isinstance(raw, Mapping):
-        return None, [
-            Problem("E001", True, f"settings.APNSKIT must be a dict, not {type(raw).__name__}")
-        ]
-    for key in raw:
-        if key not in KNOWN_KEYS:
-            problems.append(
-                Problem(
-                    "E002",
-                    True,
-                    f"settings.APNSKIT[{key!r}] is not an apnskit setting",
-                    "Known settings: " + ", ".join(sorted(KNOWN_KEYS)),
-                )
-            )
+    if raw is None or not isinstance(raw, Mapping):
+        return None, [_not_set(raw)]
+    problems = [
+        Problem(
+            "E002",
+            True,
+            f"settings.APNSKIT[{key!r}] is not an apnskit setting",
+            "Known settings: " + ", ".join(sorted(KNOWN_KEYS)),
+        )
+        for key in raw
+        if key not in KNOWN_KEYS
+    ]
     options: dict[str, Any] = {}
     credentials = _credentials(raw, problems)
+    _environment(raw, options, problems)
+    topic = raw.get("TOPIC")
+    if topic is not None and (not isinstance(topic, str) or not topic):
+        problems.append(_bad("TOPIC", "must be a bundle ID string such as 'com.example.app'"))
+    _connection_options(raw, options, problems)
+    days = raw.get("CERT_EXPIRY_WARNING_DAYS", DEFAULT_CERT_EXPIRY_WARNING_DAYS)
+    if isinstance(days, bool) or not isinstance(days, int) or days < 0:
+        problems.append(_bad("CERT_EXPIRY_WARNING_DAYS", f"{days!r} is not a number of days >= 0"))
+        days = DEFAULT_CERT_EXPIRY_WARNING_DAYS
+    if isinstance(credentials, apnskit.CertificateCredentials):
+        _check_certificate(credentials, options.get("environment"), days, now, problems)
+    if credentials is None or any(p.serious for p in problems):
+        return None, problems
+    return ApnskitSettings(credentials, topic, options), problems
+
+
+def _not_set(raw: object) -> Problem:
+    if raw is None:
+        return Problem(
+            "E001",
+            True,
+            "settings.APNSKIT is not set",
+            "Set APNSKIT = {'KEY_FILE': ..., 'KEY_ID': ..., 'TEAM_ID': ..., "
+            "'ENVIRONMENT': ...} (token) or {'CERT_FILE': ...} (certificate).",
+        )
+    return Problem("E001", True, f"settings.APNSKIT must be a dict, not {type(raw).__name__}")
+
+
+def _environment(raw: Mapping[str, Any], options: dict[str, Any], problems: list[Problem]) -> None:
     environment = raw.get("ENVIRONMENT")
     if environment is not None:
         try:
@@ -128,9 +144,12 @@ def inspect(
                 "app's device tokens are production or sandbox ones",
             )
         )
-    topic = raw.get("TOPIC")
-    if topic is not None and (not isinstance(topic, str) or not topic):
-        problems.append(_bad("TOPIC", "must be a bundle ID string such as 'com.example.app'"))
+
+
+def _connection_options(
+    raw: Mapping[str, Any], options: dict[str, Any], problems: list[Problem]
+) -> None:
+    """HOST, PORT, CA_FILE, TIMEOUT, LIMITS, RETRY and the event hooks, into ``options``."""
     host = raw.get("HOST")
     if host is not None:
         if not isinstance(host, str) or not host:
@@ -157,15 +176,6 @@ def inspect(
     hook = _event_hook(raw, problems)
     if hook is not None:
         options["event_hook"] = hook
-    days = raw.get("CERT_EXPIRY_WARNING_DAYS", DEFAULT_CERT_EXPIRY_WARNING_DAYS)
-    if isinstance(days, bool) or not isinstance(days, int) or days < 0:
-        problems.append(_bad("CERT_EXPIRY_WARNING_DAYS", f"{days!r} is not a number of days >= 0"))
-        days = DEFAULT_CERT_EXPIRY_WARNING_DAYS
-    if isinstance(credentials, apnskit.CertificateCredentials):
-        _check_certificate(credentials, options.get("environment"), days, now, problems)
-    if credentials is None or any(p.serious for p in problems):
-        return None, problems
-    return ApnskitSettings(credentials, topic, options), problems
 
 
 def _bad(key: str, rule: str) -> Problem:
