@@ -20,13 +20,18 @@ from __future__ import annotations
 import argparse
 import collections
 import random
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import anyio
 
 import apnskit
 from apnskit.testing import MockApnsServer
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from memory import rss_mb  # one RSS reader for the bench scripts
 
 TOPIC = "com.example.soak"
 
@@ -44,14 +49,6 @@ def notifications(count: int) -> Any:
         yield apnskit.Notification(
             "ab" * 32, {"aps": {"alert": "soak"}}, topic=TOPIC, apns_id=apns_id(index)
         )
-
-
-def rss_mb() -> float:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def misbehave(server: MockApnsServer, rng: random.Random) -> str:

@@ -37,19 +37,19 @@ import tempfile
 import textwrap
 import threading
 import time
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import anyio
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 import apnskit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(Path(__file__).resolve().parents[1] / "tests"))
 from latency_relay import LatencyRelay
+
+from support.tls import make_tls_files
 
 TOPIC = "com.example.bench"
 
@@ -71,43 +71,6 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def _self_signed(directory: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.now(timezone.utc)
-    import ipaddress
-
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(days=1))
-        .not_valid_after(now + timedelta(days=2))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path = directory / "server.pem"
-    key_path = directory / "server.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    key_path.chmod(0o600)
-    return cert_path, key_path
 
 
 class Server:
@@ -149,7 +112,8 @@ class NginxServer(Server):
         if not Path(nginx).exists():
             sys.exit("nginx not found: apt-get install nginx-light (see bench/README.md)")
         self.dir = Path(tempfile.mkdtemp(prefix="apnskit-nginx-"))
-        cert, key = _self_signed(self.dir)
+        # The tests' self-signed 127.0.0.1 certificate, its own trust anchor.
+        cert, key = make_tls_files(self.dir)
         self.port = _free_port()
         self.ca_file = str(cert)
         (self.dir / "nginx.conf").write_text(

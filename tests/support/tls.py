@@ -1,7 +1,7 @@
 """A self-signed TLS certificate for 127.0.0.1 that is its own trust anchor.
 
-Shared by the interop servers (tests/interop), the mock server's own-certificate test and
-``bench/fuzz_core.py --record``.
+Shared by the interop servers (tests/interop), the mock server's own-certificate test,
+``bench/fuzz_core.py --record`` and the nginx of ``bench/throughput.py``.
 """
 
 from __future__ import annotations
