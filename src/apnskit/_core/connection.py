@@ -494,8 +494,12 @@ class ApnsConnection:
         )
         flags = FLAG_END_HEADERS if handle._body else FLAG_END_HEADERS | FLAG_END_STREAM
         max_frame = self._peer_max_frame
-        if len(block) <= max_frame:
-            self._out.append(_frame(HEADERS, flags, handle.stream_id, block))
+        length = len(block)
+        if length <= max_frame:
+            self._out.append(
+                _pack_header(length >> 8, length & 0xFF, HEADERS, flags, handle.stream_id)
+            )
+            self._out.append(block)
             return
         # Section 6.10: the rest of a large block goes in CONTINUATION frames, back to back.
         self._out.append(
@@ -516,6 +520,21 @@ class ApnsConnection:
         offset = handle._offset
         total = len(body)
         out = self._out
+        if (
+            not offset
+            and total <= self._send_window
+            and total <= handle._window
+            and total <= self._peer_max_frame
+        ):
+            # The common case: the whole body fits every window and one frame (section 6.9).
+            self._send_window -= total
+            handle._window -= total
+            out.append(
+                _pack_header(total >> 8, total & 0xFF, DATA, FLAG_END_STREAM, handle.stream_id)
+            )
+            out.append(body)
+            handle._offset = total
+            return True
         while offset < total:
             allowed = min(total - offset, self._send_window, handle._window, self._peer_max_frame)
             if allowed <= 0:
