@@ -153,5 +153,5 @@ def test_decoder_adds_nothing_to_a_table_of_size_zero() -> None:
     ],
 )
 def test_truncated_values_are_compression_errors(block: bytes) -> None:
-    with pytest.raises(HpackError, match="runs past the end|ends in the middle"):
+    with pytest.raises(HpackError, match=r"runs past the end|ends in the middle"):
         HeaderDecoder().decode(block)
