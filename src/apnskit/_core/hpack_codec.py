@@ -329,6 +329,17 @@ class HeaderDecoder:
             _, _, size = self._entries.pop()
             self._size -= size
 
+    def _size_update(self, block: bytes, pos: int) -> int:
+        size, pos = _decode_integer(block, pos, 5)
+        if size > self._settings_max:
+            raise HpackError(
+                f"dynamic table size update to {size} exceeds our "
+                f"SETTINGS_HEADER_TABLE_SIZE of {self._settings_max}"
+            )
+        self._max_size = size
+        self._shrink()
+        return pos
+
     def decode(self, block: bytes) -> list[tuple[str, str]]:
         """Decode one complete header block into (name, value) pairs.
 
@@ -368,14 +379,7 @@ class HeaderDecoder:
                     # Dynamic table size update (section 6.3): only at the start of a block.
                     if not allow_size_update:
                         raise HpackError("dynamic table size update after a header field")
-                    size, pos = _decode_integer(block, pos, 5)
-                    if size > self._settings_max:
-                        raise HpackError(
-                            f"dynamic table size update to {size} exceeds our "
-                            f"SETTINGS_HEADER_TABLE_SIZE of {self._settings_max}"
-                        )
-                    self._max_size = size
-                    self._shrink()
+                    pos = self._size_update(block, pos)
                     continue
                 else:
                     # Literal without indexing / never indexed (sections 6.2.2, 6.2.3).
