@@ -69,6 +69,7 @@ from apnskit._errors import (
     DeadlineExceededError,
     InvalidNotificationError,
 )
+from apnskit._model.notification import Notification
 from apnskit._model.results import PushResult, Reason, parse_reason
 
 __all__ = ["AuthorizationSource", "Dispatcher"]
@@ -154,6 +155,10 @@ class Dispatcher:
         # the client hands in a newer header.
         self._rejected_generation = 0
         self.closed = False
+        # Read once per notification: plain attributes rather than a walk through the
+        # frozen config objects.
+        self._deadline = timeout.deadline
+        self._max_in_flight = limits.max_in_flight
 
     # ------------------------------------------------------------------ accounting
 
@@ -170,7 +175,7 @@ class Dispatcher:
     @property
     def has_room(self) -> bool:
         """True while fewer than ``Limits.max_in_flight`` tickets are outstanding."""
-        return self._outstanding < self._limits.max_in_flight
+        return self._outstanding < self._max_in_flight
 
     def set_authorization(self, authorization: tuple[str, int] | None) -> None:
         """The ``authorization`` header value and its generation to send with, or None.
@@ -184,8 +189,8 @@ class Dispatcher:
 
     def submit(self, item: Any, now: float) -> Ticket:
         """Take a notification in; it is sent by the next :meth:`schedule`."""
-        deadline = None if self._timeout.deadline is None else now + self._timeout.deadline
-        ticket = Ticket(item, deadline)
+        deadline = self._deadline
+        ticket = Ticket(item, None if deadline is None else now + deadline)
         self._outstanding += 1
         if self._hook is not None:
             self._emit(NotificationSubmitted(notification=item))
@@ -194,14 +199,15 @@ class Dispatcher:
             # gets its one result.
             self._finish(ticket, failure_result(ticket, ClientClosedError("the client was closed")))
             return ticket
-        if not is_sendable(item):
+        # A Notification is checked when it is built: only other objects need a look here.
+        if type(item) is not Notification and not is_sendable(item):
             error = InvalidNotificationError(
                 "notification",
                 f"{type(item).__name__} is not an apnskit.Notification or broadcast request",
             )
             self._finish(ticket, PushResult(notification=item, status=None, error=error))
             return ticket
-        if ticket.deadline is not None:
+        if deadline is not None:
             self._deadlines.append(ticket)
         self._waiting.append(ticket)
         return ticket
@@ -323,10 +329,11 @@ class Dispatcher:
     def _fill(self, conn: PooledConnection, now: float) -> None:
         core = conn.core
         waiting = self._waiting
-        room = min(core.capacity, self._limits.max_in_flight - self._assigned)
+        room = min(core.capacity, self._max_in_flight - self._assigned)
         if room <= 0:
             return
-        if self._pool_can_grow and core.window_blocked:
+        can_grow = self._pool_can_grow
+        if can_grow and core.window_blocked:
             return
         auth = self._authorization
         if auth is None:
@@ -337,31 +344,40 @@ class Dispatcher:
                 return  # APNs called this token expired: wait for the renewed one
         hook = self._hook
         send = core.send_request
-        while room > 0 and waiting:
-            ticket = waiting.popleft()
-            if ticket.done:
-                continue
-            ticket.generation = generation
-            item = ticket.item
-            ticket.handle = send(
-                item.path,
-                item.headers,
-                item.body,
-                ticket,
-                method=getattr(item, "method", "POST"),
-                authorization=authorization,
-            )
-            ticket.conn = conn
-            ticket.sends += 1
-            ticket.attempts += 1
-            self._assigned += 1
-            room -= 1
-            if self._pool_can_grow and core.window_blocked:
-                room = 0  # the rest waits for another connection (see schedule)
-            if hook is not None:
-                self._emit(
-                    NotificationSent(notification=item, attempt=ticket.sends, connection_id=conn.id)
+        sent = 0
+        try:
+            while room > 0 and waiting:
+                ticket = waiting.popleft()
+                if ticket.done:
+                    continue
+                ticket.generation = generation
+                item = ticket.item
+                # A Notification is always a POST; other requests (channel management) say.
+                method = "POST" if type(item) is Notification else getattr(item, "method", "POST")
+                ticket.handle = send(
+                    item.path,
+                    item.headers,
+                    item.body,
+                    ticket,
+                    method=method,
+                    authorization=authorization,
                 )
+                ticket.conn = conn
+                ticket.sends += 1
+                ticket.attempts += 1
+                sent += 1
+                room -= 1
+                if can_grow and core.window_blocked:
+                    room = 0  # the rest waits for another connection (see schedule)
+                if hook is not None:
+                    self._emit(
+                        NotificationSent(
+                            notification=item, attempt=ticket.sends, connection_id=conn.id
+                        )
+                    )
+        finally:
+            # Counted once per batch; also when a send raised, for those already in a core.
+            self._assigned += sent
         conn.last_activity = now
 
     # ------------------------------------------------------------------ receiving
@@ -372,10 +388,12 @@ class Dispatcher:
             return
         conn.last_activity = now
         conn.last_read = now
+        on_response = self._on_response
         for event in conn.core.receive_data(data, now):
             if type(event) is ResponseReceived:
-                self._pool.answered(conn)
-                self._on_response(event, now)
+                if not conn.answered:
+                    self._pool.answered(conn)
+                on_response(event, now)
             elif type(event) is StreamReset:
                 self._on_reset(event, now)
             elif type(event) is ConnectionTerminated:
@@ -391,11 +409,14 @@ class Dispatcher:
 
     def _on_response(self, event: ResponseReceived, now: float) -> None:
         ticket: Ticket = event.context
-        self._detach(ticket)
+        if ticket.handle is not None:  # _detach, inline: this runs once per notification
+            ticket.handle = None
+            ticket.conn = None
+            self._assigned -= 1
         if ticket.done:
             return
         status = event.status
-        reason = parse_reason(event.reason)
+        reason = None if event.reason is None else parse_reason(event.reason)
         if 200 <= status < 300:
             self._finish(ticket, response_result(ticket, event, reason))
             return
