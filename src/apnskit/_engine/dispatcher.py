@@ -32,7 +32,7 @@ from __future__ import annotations
 import heapq
 import logging
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
 
 from apnskit._config import Limits, RetryPolicy, Timeout
@@ -187,10 +187,14 @@ class Dispatcher:
 
     # ------------------------------------------------------------------ submitting
 
-    def submit(self, item: Any, now: float) -> Ticket:
-        """Take a notification in; it is sent by the next :meth:`schedule`."""
+    def submit(self, item: Any, now: float, waiter: Any = None) -> Ticket:
+        """Take a notification in; it is sent by the next :meth:`schedule`.
+
+        ``waiter`` is set as the ticket's before it can end (see :meth:`submit_many`).
+        """
         deadline = self._deadline
         ticket = Ticket(item, None if deadline is None else now + deadline)
+        ticket.waiter = waiter
         self._outstanding += 1
         if self._hook is not None:
             self._emit(NotificationSubmitted(notification=item))
@@ -211,6 +215,22 @@ class Dispatcher:
             self._deadlines.append(ticket)
         self._waiting.append(ticket)
         return ticket
+
+    def submit_many(self, items: Iterable[Any], now: float, waiter: Any) -> list[Ticket]:
+        """:meth:`submit` each of ``items`` with ``waiter``, in one call (``send_many``).
+
+        A ticket that ends at once (a closed client, something that is not a notification)
+        reaches ``on_done`` with its waiter already set, like any other.
+
+        Returns:
+            The tickets that have not ended yet.
+        """
+        open_tickets: list[Ticket] = []
+        for item in items:
+            ticket = self.submit(item, now, waiter)
+            if not ticket.done:
+                open_tickets.append(ticket)
+        return open_tickets
 
     def cancel(self, ticket: Ticket, error: BaseException) -> None:
         """Give up on ``ticket`` (its caller left): RST_STREAM it if sent, end it with ``error``.
@@ -343,7 +363,6 @@ class Dispatcher:
             if generation <= self._rejected_generation:
                 return  # APNs called this token expired: wait for the renewed one
         hook = self._hook
-        send = core.send_request
         sent = 0
         try:
             while room > 0 and waiting:
@@ -354,7 +373,7 @@ class Dispatcher:
                 item = ticket.item
                 # A Notification is always a POST; other requests (channel management) say.
                 method = "POST" if type(item) is Notification else getattr(item, "method", "POST")
-                ticket.handle = send(
+                ticket.handle = core.send_request(
                     item.path,
                     item.headers,
                     item.body,
@@ -388,12 +407,11 @@ class Dispatcher:
             return
         conn.last_activity = now
         conn.last_read = now
-        on_response = self._on_response
         for event in conn.core.receive_data(data, now):
             if type(event) is ResponseReceived:
                 if not conn.answered:
                     self._pool.answered(conn)
-                on_response(event, now)
+                self._on_response(event, now)
             elif type(event) is StreamReset:
                 self._on_reset(event, now)
             elif type(event) is ConnectionTerminated:

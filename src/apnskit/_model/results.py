@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -373,18 +373,8 @@ class _Draft:
     other (frozen, equal, hashable, picklable, copyable).
     """
 
-    __slots__ = (
-        "notification",
-        "status",
-        "apns_id",
-        "apns_unique_id",
-        "reason",
-        "timestamp",
-        "error",
-        "attempts",
-        "headers",
-        "body",
-    )
+    # The same slots as PushResult, so the __class__ change below is allowed.
+    __slots__ = tuple(f.name for f in fields(PushResult))
 
     notification: Any
     status: int | None
