@@ -41,24 +41,73 @@ from apnskit._errors import (
 from apnskit._transports import SyncPoller, SyncStream
 from apnskit._transports.socket_transport import SocketTransport
 
-__all__ = ["SyncDriver", "SyncSource", "SyncWakeup"]
+__all__ = ["SyncDriver", "SyncSource", "SyncWakeup", "WokenCount"]
+
+
+class WokenCount:
+    """How many sleeping callers were woken and have not yet taken the client's lock again.
+
+    While any are on their way, the driver holds its writes back: their next submits come in
+    a moment, and the last of them wakes the driver, so their notifications leave in one TLS
+    write instead of one write (and one poller wake-up) per thread.
+    """
+
+    __slots__ = ("count",)
+
+    def __init__(self) -> None:
+        self.count = 0
 
 
 class SyncWakeup:
-    """A waiting caller's mailbox: the dispatcher appends its finished tickets and wakes it."""
+    """A waiting caller's mailbox: the dispatcher appends its finished tickets and wakes it.
 
-    __slots__ = ("event", "tickets")
+    Every method but :meth:`sleep` runs under the client's lock. The wake-up itself is a bare
+    lock (held while nothing is signalled, released by :meth:`set`): far cheaper than a
+    ``threading.Event``, a Python-level condition variable that allocates a lock per wait.
+    """
+
+    __slots__ = ("_gate", "signalled", "tickets", "woken")
 
     def __init__(self) -> None:
-        self.event = threading.Event()
+        self._gate = threading.Lock()
+        self._gate.acquire()
+        self.signalled = False
         self.tickets: deque[Ticket] = deque()
+        # The driver's count while our thread sleeps in _wait (None otherwise).
+        self.woken: WokenCount | None = None
 
     def append(self, ticket: Ticket) -> None:
         """Take a finished ticket in and wake the caller (the dispatcher's ``on_done``)."""
         self.tickets.append(ticket)
-        # Event.set() takes a lock; a bulk send finishes thousands of tickets per batch.
-        if not self.event.is_set():
-            self.event.set()
+        # A bulk send finishes thousands of tickets per batch: one release for them all.
+        if not self.signalled:
+            self.set()
+
+    def set(self) -> None:
+        """Wake the caller (it stays signalled until it sleeps again)."""
+        if not self.signalled:
+            self.signalled = True
+            self._gate.release()
+            if self.woken is not None:
+                self.woken.count += 1
+
+    def prepare(self, woken: WokenCount) -> None:
+        """Before sleeping: forget an earlier signal and count in ``woken`` when woken."""
+        self.signalled = False
+        self._gate.acquire(False)  # take back a signal never slept on
+        self.woken = woken
+
+    def sleep(self, timeout: float | None) -> None:
+        """Block (without the client's lock) until :meth:`set` or ``timeout`` seconds."""
+        self._gate.acquire(True, -1 if timeout is None else timeout)
+
+    def awake(self) -> bool:
+        """After sleeping: uncount it if it was woken; True if so."""
+        woken, self.woken = self.woken, None
+        if woken is not None and self.signalled:
+            woken.count -= 1
+            return True
+        return False
 
 
 class SyncSource:
@@ -120,6 +169,7 @@ class SyncDriver(ClientBase):
         self._waiters: set[SyncWakeup] = set()
         self._polling = False  # the driver sleeps in the poller
         self._submitted = False  # notifications arrived since the driver last looked
+        self._woken = WokenCount()  # callers woken, not yet back under the lock
         self._clock: Callable[[], float] = time.monotonic
         self._streams: dict[int, PooledConnection] = {}
         self._management: SyncDriver | None = None
@@ -149,7 +199,7 @@ class SyncDriver(ClientBase):
                     self._cond.wait(left)
             conns = self._dispatcher.close_all(ClientClosedError("the client was closed"))
             for waiter in self._waiters:
-                waiter.event.set()
+                waiter.set()
             leftover = [stream for _, stream, _ in self._connected if stream is not None]
             self._connected.clear()
         for stream in leftover:
@@ -178,15 +228,18 @@ class SyncDriver(ClientBase):
         notifications ends or when the driver steps down and hands the I/O to them. Waking
         only those concerned (not every thread on every batch) keeps many threads cheap.
         """
+        poke = False
         while True:
             with self._lock:
+                if wakeup.awake():
+                    poke = self._woken_arrived()
                 if done() or self._dispatcher.closed:
                     # After close() nobody drives; close() ended every ticket already, so a
                     # predicate still false (a send_many waiting for room) has nothing to wait
                     # for.
                     self._waiters.discard(wakeup)
                     self._hand_over()
-                    return
+                    break
                 # Between close() starting and its ending every ticket, nobody drives either.
                 drive = not self._driving and not self._closed
                 if drive:
@@ -195,17 +248,23 @@ class SyncDriver(ClientBase):
                     self._waiters.discard(wakeup)
                 else:
                     self._waiters.add(wakeup)
-                    wakeup.event.clear()
+                    wakeup.prepare(self._woken)
+            if poke:
+                poke = False
+                self._poller.wake()
             if not drive:
                 try:
-                    wakeup.event.wait(recheck)
+                    wakeup.sleep(recheck)
                 except BaseException:
                     # Interrupted while waiting: leave the waiters, and pass on the driver
                     # role if it was just handed to us, or nobody would ever drive again and
                     # every other thread would sleep past its deadline.
                     with self._lock:
                         self._waiters.discard(wakeup)
+                        poke = wakeup.awake() and self._woken_arrived()
                         self._hand_over()
+                    if poke:
+                        self._poller.wake()
                     raise
                 continue
             try:
@@ -216,6 +275,19 @@ class SyncDriver(ClientBase):
                     self._driver_thread = None
                     self._hand_over()
                     self._cond.notify_all()  # close() may be waiting for the step-down
+        if poke:
+            self._poller.wake()
+
+    def _woken_arrived(self) -> bool:
+        """Under the lock, when a woken caller is back: True if the driver must be woken now.
+
+        The driver held its writes back while woken callers were on their way (their submits
+        come in a moment); the last one back lets it write them all at once.
+        """
+        if self._woken.count == 0 and self._submitted and self._polling:
+            self._polling = False  # one wake-up is enough
+            return True
+        return False
 
     def _note_work(self) -> bool:
         """Under the lock, after a submit or a cancel: True when the sleeping driver needs waking.
@@ -224,7 +296,12 @@ class SyncDriver(ClientBase):
         no wake-up (a system call and a select() return) at all.
         """
         self._submitted = True
-        return self._polling
+        if self._polling and self._woken.count == 0:
+            self._polling = False  # one wake-up is enough
+            return True
+        # A driver that is busy picks the new work up at its next step. One sleeping while
+        # woken callers are on their way is woken by the last of them (_woken_arrived).
+        return False
 
     def _wake_driver(self) -> None:
         """Wake the thread doing the I/O from its poller (after :meth:`_note_work` said so)."""
@@ -233,7 +310,7 @@ class SyncDriver(ClientBase):
     def _hand_over(self) -> None:
         # Called under the lock: if nobody drives, wake one waiting caller to take over.
         if not self._driving and self._waiters:
-            next(iter(self._waiters)).event.set()
+            next(iter(self._waiters)).set()
 
     def _drive(self, done: Callable[[], bool]) -> None:
         dispatcher = self._dispatcher
@@ -278,10 +355,11 @@ class SyncDriver(ClientBase):
             if closing:
                 continue
             with self._cond:
-                if self._submitted or self._connected:
+                if self._connected or (self._submitted and not self._woken.count):
                     # Work (or a finished connect) arrived while we were writing: take it in
-                    # before sleeping.
-                    self._submitted = False
+                    # before sleeping. While callers woken by our last read are on their way
+                    # (their next submits follow), sleep instead: the last one back wakes us
+                    # and their notifications leave in one write.
                     continue
                 self._polling = True
             timeout = None if wakeup is None else max(0.0, wakeup - clock())
