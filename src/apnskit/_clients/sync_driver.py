@@ -41,21 +41,35 @@ from apnskit._errors import (
 from apnskit._transports import SyncPoller, SyncStream
 from apnskit._transports.socket_transport import SocketTransport
 
-__all__ = ["SyncDriver", "SyncSource", "SyncWakeup", "WokenCount"]
+__all__ = ["SyncDriver", "SyncSource", "SyncWakeup", "WakeBatch"]
 
 
-class WokenCount:
-    """How many sleeping callers were woken and have not yet taken the client's lock again.
+class WakeBatch:
+    """The callers the driver woke: how many are on their way, whose wake-up is held back.
 
-    While any are on their way, the driver holds its writes back: their next submits come in
-    a moment, and the last of them wakes the driver, so their notifications leave in one TLS
+    ``count``: sleeping callers woken that have not yet taken the client's lock again. While
+    any are on their way the driver holds its writes back: their next submits come in a
+    moment, and the last of them wakes the driver, so their notifications leave in one TLS
     write instead of one write (and one poller wake-up) per thread.
+
+    ``held``: while the driver works (``holding``), the callers its reads finish are woken
+    only when it is about to sleep in the poller (:meth:`release`). Woken at once, each would
+    take the GIL from the driver at its next system call (a TLS read per response) and the
+    driver would wait behind 50 threads for it back; batched, they run while it sleeps.
     """
 
-    __slots__ = ("count",)
+    __slots__ = ("count", "held", "holding")
 
     def __init__(self) -> None:
         self.count = 0
+        self.holding = False
+        self.held: list[SyncWakeup] = []
+
+    def release(self) -> None:
+        """Under the client's lock: wake every caller held back."""
+        held, self.held = self.held, []
+        for wakeup in held:
+            wakeup.release_held()
 
 
 class SyncWakeup:
@@ -64,17 +78,19 @@ class SyncWakeup:
     Every method but :meth:`sleep` runs under the client's lock. The wake-up itself is a bare
     lock (held while nothing is signalled, released by :meth:`set`): far cheaper than a
     ``threading.Event``, a Python-level condition variable that allocates a lock per wait.
+    Invariant: the gate is open only while ``signalled``.
     """
 
-    __slots__ = ("_gate", "signalled", "tickets", "woken")
+    __slots__ = ("_gate", "_held", "batch", "signalled", "tickets")
 
     def __init__(self) -> None:
         self._gate = threading.Lock()
         self._gate.acquire()
         self.signalled = False
+        self._held = False  # signalled, the gate still shut: a WakeBatch opens it later
         self.tickets: deque[Ticket] = deque()
-        # The driver's count while our thread sleeps in _wait (None otherwise).
-        self.woken: WokenCount | None = None
+        # The driver's batch while our thread sleeps in _wait (None otherwise).
+        self.batch: WakeBatch | None = None
 
     def append(self, ticket: Ticket) -> None:
         """Take a finished ticket in and wake the caller (the dispatcher's ``on_done``)."""
@@ -85,27 +101,44 @@ class SyncWakeup:
 
     def set(self) -> None:
         """Wake the caller (it stays signalled until it sleeps again)."""
-        if not self.signalled:
-            self.signalled = True
+        if self.signalled:
+            return
+        self.signalled = True
+        batch = self.batch
+        if batch is None:
             self._gate.release()
-            if self.woken is not None:
-                self.woken.count += 1
+            return
+        batch.count += 1
+        if batch.holding:
+            self._held = True
+            batch.held.append(self)
+        else:
+            self._gate.release()
 
-    def prepare(self, woken: WokenCount) -> None:
-        """Before sleeping: forget an earlier signal and count in ``woken`` when woken."""
-        self.signalled = False
+    def release_held(self) -> None:
+        """Open the gate if :meth:`set` held it shut (:meth:`WakeBatch.release`)."""
+        if self._held:
+            self._held = False
+            self._gate.release()
+
+    def prepare(self, batch: WakeBatch) -> None:
+        """Before sleeping: forget an earlier signal, and count in ``batch`` when woken."""
+        self.signalled = self._held = False
         self._gate.acquire(False)  # take back a signal never slept on
-        self.woken = woken
+        self.batch = batch
 
     def sleep(self, timeout: float | None) -> None:
         """Block (without the client's lock) until :meth:`set` or ``timeout`` seconds."""
         self._gate.acquire(True, -1 if timeout is None else timeout)
 
     def awake(self) -> bool:
-        """After sleeping: uncount it if it was woken; True if so."""
-        woken, self.woken = self.woken, None
-        if woken is not None and self.signalled:
-            woken.count -= 1
+        """After sleeping: True if it was woken (then no longer counted as on its way)."""
+        batch, self.batch = self.batch, None
+        if batch is not None and self.signalled:
+            batch.count -= 1
+            # Woken by a timeout before a held release: the signal counts, the gate stays
+            # shut (release_held() would open it for nobody).
+            self._held = False
             return True
         return False
 
@@ -169,7 +202,7 @@ class SyncDriver(ClientBase):
         self._waiters: set[SyncWakeup] = set()
         self._polling = False  # the driver sleeps in the poller
         self._submitted = False  # notifications arrived since the driver last looked
-        self._woken = WokenCount()  # callers woken, not yet back under the lock
+        self._batch = WakeBatch()  # callers woken, not yet back under the lock
         self._clock: Callable[[], float] = time.monotonic
         self._streams: dict[int, PooledConnection] = {}
         self._management: SyncDriver | None = None
@@ -232,7 +265,7 @@ class SyncDriver(ClientBase):
         while True:
             with self._lock:
                 if wakeup.awake():
-                    poke = self._woken_arrived()
+                    poke = self._caller_back()
                 if done() or self._dispatcher.closed:
                     # After close() nobody drives; close() ended every ticket already, so a
                     # predicate still false (a send_many waiting for room) has nothing to wait
@@ -245,10 +278,11 @@ class SyncDriver(ClientBase):
                 if drive:
                     self._driving = True
                     self._driver_thread = threading.get_ident()
+                    self._batch.holding = True
                     self._waiters.discard(wakeup)
                 else:
                     self._waiters.add(wakeup)
-                    wakeup.prepare(self._woken)
+                    wakeup.prepare(self._batch)
             if poke:
                 poke = False
                 self._poller.wake()
@@ -261,7 +295,7 @@ class SyncDriver(ClientBase):
                     # every other thread would sleep past its deadline.
                     with self._lock:
                         self._waiters.discard(wakeup)
-                        poke = wakeup.awake() and self._woken_arrived()
+                        poke = wakeup.awake() and self._caller_back()
                         self._hand_over()
                     if poke:
                         self._poller.wake()
@@ -273,18 +307,20 @@ class SyncDriver(ClientBase):
                 with self._cond:
                     self._driving = False
                     self._driver_thread = None
+                    self._batch.holding = False
+                    self._batch.release()
                     self._hand_over()
                     self._cond.notify_all()  # close() may be waiting for the step-down
         if poke:
             self._poller.wake()
 
-    def _woken_arrived(self) -> bool:
+    def _caller_back(self) -> bool:
         """Under the lock, when a woken caller is back: True if the driver must be woken now.
 
         The driver held its writes back while woken callers were on their way (their submits
         come in a moment); the last one back lets it write them all at once.
         """
-        if self._woken.count == 0 and self._submitted and self._polling:
+        if self._batch.count == 0 and self._submitted and self._polling:
             self._polling = False  # one wake-up is enough
             return True
         return False
@@ -296,11 +332,11 @@ class SyncDriver(ClientBase):
         no wake-up (a system call and a select() return) at all.
         """
         self._submitted = True
-        if self._polling and self._woken.count == 0:
+        if self._polling and self._batch.count == 0:
             self._polling = False  # one wake-up is enough
             return True
         # A driver that is busy picks the new work up at its next step. One sleeping while
-        # woken callers are on their way is woken by the last of them (_woken_arrived).
+        # woken callers are on their way is woken by the last of them (_caller_back).
         return False
 
     def _wake_driver(self) -> None:
@@ -355,13 +391,14 @@ class SyncDriver(ClientBase):
             if closing:
                 continue
             with self._cond:
-                if self._connected or (self._submitted and not self._woken.count):
+                if self._connected or (self._submitted and not self._batch.count):
                     # Work (or a finished connect) arrived while we were writing: take it in
                     # before sleeping. While callers woken by our last read are on their way
                     # (their next submits follow), sleep instead: the last one back wakes us
                     # and their notifications leave in one write.
                     continue
                 self._polling = True
+                self._batch.release()  # they run while we sleep
             timeout = None if wakeup is None else max(0.0, wakeup - clock())
             if not self._streams and timeout is None:
                 # Nothing to read and nothing scheduled: the waiting tickets need a connection
