@@ -46,10 +46,10 @@ def test_interrupted_follower_thread_does_not_strand_the_others(
     # Threads named "interrupted-*" are interrupted as soon as they wait as followers.
     original_sleep = sync_driver_module.SyncWakeup.sleep
 
-    def sleep(self: Any, timeout: float | None) -> None:
+    def sleep(self: Any, timeout: float | None) -> bool:
         if threading.current_thread().name.startswith("interrupted"):
             raise InterruptedWaitError
-        original_sleep(self, timeout)
+        return original_sleep(self, timeout)
 
     monkeypatch.setattr(sync_driver_module.SyncWakeup, "sleep", sleep)
 

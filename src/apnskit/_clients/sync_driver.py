@@ -127,18 +127,15 @@ class SyncWakeup:
         self._gate.acquire(False)  # take back a signal never slept on
         self.batch = batch
 
-    def sleep(self, timeout: float | None) -> None:
-        """Block (without the client's lock) until :meth:`set` or ``timeout`` seconds."""
-        self._gate.acquire(True, -1 if timeout is None else timeout)
+    def sleep(self, timeout: float | None) -> bool:
+        """Block (without the client's lock) until :meth:`set` or ``timeout``; True if set."""
+        return self._gate.acquire(True, -1 if timeout is None else timeout)
 
     def awake(self) -> bool:
         """After sleeping: True if it was woken (then no longer counted as on its way)."""
         batch, self.batch = self.batch, None
         if batch is not None and self.signalled:
             batch.count -= 1
-            # Woken by a timeout before a held release: the signal counts, the gate stays
-            # shut (release_held() would open it for nobody).
-            self._held = False
             return True
         return False
 
