@@ -228,6 +228,10 @@ class SyncDriver(ClientBase):
                 while self._driving and (left := limit - time.monotonic()) > 0:
                     self._cond.wait(left)
             conns = self._dispatcher.close_all(ClientClosedError("the client was closed"))
+            # A driver that did not step down in time (inside a long write) would hold these
+            # wake-ups until it leaves: every caller learns of the close now.
+            self._batch.holding = False
+            self._batch.release()
             for waiter in self._waiters:
                 waiter.set()
             leftover = [stream for _, stream, _ in self._connected if stream is not None]
