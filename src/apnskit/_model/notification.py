@@ -19,9 +19,9 @@ from __future__ import annotations
 import enum
 import uuid
 from collections.abc import Mapping
-from dataclasses import KW_ONLY, dataclass, field, fields
+from dataclasses import KW_ONLY, dataclass, field
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any
 
 from apnskit._model.payload import Payload
 from apnskit._model.rules import (
@@ -229,7 +229,7 @@ def _check_topic(topic: object, resolved: PushType) -> None:
     _VALID_TOPICS.add((topic, resolved))
 
 
-@dataclass(frozen=True, slots=True, repr=False)
+@dataclass(frozen=True, repr=False)
 class Notification:
     """One push notification to one device, validated and ready to send.
 
@@ -282,116 +282,53 @@ class Notification:
     resolved_push_type: PushType = field(init=False, compare=False)
     """The push type actually sent: :attr:`push_type` or the inferred one."""
 
-    _DEFAULT_BACKGROUND_PRIORITY: ClassVar[str] = "5"
-
-    def __post_init__(self) -> None:
-        setattr_ = object.__setattr__
-        token = self.device_token
-        if type(token) is not str or HEX_RE.fullmatch(token) is None or len(token) % 2:
-            raise broken_rule(NOTIFICATION_RULES, "device_token", token)
-        token = token.lower()
-        setattr_(self, "device_token", token)
-
-        # -- payload, serialized once, and the push type its content implies
-        payload = self.payload
-        if isinstance(payload, dict):
-            aps = payload.get("aps")
-            inferred = PushType.ALERT
-            if aps is not None:
-                if not isinstance(aps, dict):
-                    raise broken_rule(NOTIFICATION_RULES, "payload", payload)
-                if "event" in aps:
-                    inferred = PushType.LIVEACTIVITY
-                elif (
-                    aps.get("content-available")
-                    and "alert" not in aps
-                    and "badge" not in aps
-                    and "sound" not in aps
-                ):
-                    inferred = PushType.BACKGROUND
-            body = serialize(payload)
-        elif isinstance(payload, Payload):
-            body = serialize(payload.to_dict())
-            inferred = _payload_push_type(payload)
-        else:
-            raise broken_rule(NOTIFICATION_RULES, "payload", payload)
-        resolved = inferred if self.push_type is None else self._given_push_type(inferred)
-        setattr_(self, "resolved_push_type", resolved)
-        limit = _MAX_PAYLOAD[resolved]
-        if len(body) > limit:
-            raise fail(
-                "payload",
-                f"{len(body)} bytes is over the {limit}-byte limit for {resolved.value} pushes",
-            )
-        setattr_(self, "body", body)
-
-        topic = self.topic
+    def __init__(
+        self,
+        device_token: str,
+        payload: Payload | dict[str, Any],
+        *,
+        topic: str,
+        push_type: PushType | None = None,
+        priority: Priority | None = None,
+        expiration: int | datetime | None = None,
+        collapse_id: str | None = None,
+        apns_id: str | uuid.UUID | None = None,
+    ) -> None:
+        # Written out rather than generated: the dataclass __init__ of a frozen class calls
+        # object.__setattr__ once per field (about 1,300 instructions each). Here the fields
+        # go in one dict that becomes the instance's __dict__, and what validation computes
+        # is stored into that dict directly. The given values are stored first, so that a
+        # repr during a rejection shows them.
+        state: dict[str, Any] = {
+            "device_token": device_token,
+            "payload": payload,
+            "topic": topic,
+            "push_type": push_type,
+            "priority": priority,
+            "expiration": expiration,
+            "collapse_id": collapse_id,
+            "apns_id": apns_id,
+        }
+        _set_attr(self, "__dict__", state)
+        state["device_token"] = token = _checked_token(device_token)
+        body, resolved = _checked_body(payload, push_type, state)
+        state["resolved_push_type"] = resolved
+        state["body"] = body
         if type(topic) is not str or (topic, resolved) not in _VALID_TOPICS:
             _check_topic(topic, resolved)
-        headers: list[tuple[str, str]] = [
-            ("apns-push-type", _PUSH_TYPE_HEADER[resolved]),
-            ("apns-topic", topic),
-        ]
-        if self.priority is not None:
-            headers.append(("apns-priority", self._given_priority(resolved)))
-        elif resolved is PushType.BACKGROUND:
-            # APNs defaults to 10, which it rejects for background pushes: send 5 explicitly.
-            headers.append(("apns-priority", self._DEFAULT_BACKGROUND_PRIORITY))
-        expiration = self.expiration
-        if expiration is not None:
-            expiration = epoch("expiration", expiration)
-            setattr_(self, "expiration", expiration)
-            headers.append(("apns-expiration", str(expiration)))
-        collapse_id = self.collapse_id
-        if collapse_id is not None:
-            # isprintable() is False for a lone surrogate, so encode() cannot fail after it.
-            if not (
-                type(collapse_id) is str
-                and collapse_id.isprintable()
-                and 0 < len(collapse_id.encode()) <= MAX_COLLAPSE_ID_BYTES
-            ):
-                raise broken_rule(NOTIFICATION_RULES, "collapse_id", collapse_id)
-            headers.append(("apns-collapse-id", collapse_id))
-        apns_id = self.apns_id
-        if apns_id is not None:
-            apns_id = canonical_uuid("apns_id", apns_id)
-            setattr_(self, "apns_id", apns_id)
-            headers.append(("apns-id", apns_id))
-        setattr_(self, "headers", tuple(headers))
-        setattr_(self, "path", "/3/device/" + token)
-
-    def _given_push_type(self, inferred: PushType) -> PushType:
-        """Check and normalize the push type the caller gave; it must fit the payload."""
-        push_type: object = self.push_type
-        given = _PUSH_TYPE_BY_VALUE.get(push_type) if isinstance(push_type, str) else None
-        if given is None:
-            raise broken_rule(NOTIFICATION_RULES, "push_type", push_type)
-        object.__setattr__(self, "push_type", given)
-        if inferred is PushType.LIVEACTIVITY and given is not PushType.LIVEACTIVITY:
-            # Apple: the push type must match the payload; an ActivityKit payload (one
-            # with an "event") only reaches the Live Activity as a liveactivity push.
-            raise fail(
-                "push_type",
-                f"{given.value!r} does not match a Live Activity payload (it has an "
-                "'event'); use 'liveactivity' or leave push_type out",
-            )
-        return given
-
-    def _given_priority(self, resolved: PushType) -> str:
-        """Check and normalize the priority the caller gave; return its header value."""
-        priority: object = self.priority
-        normalized = (
-            None
-            if isinstance(priority, bool) or not isinstance(priority, int)
-            else _PRIORITY_BY_VALUE.get(priority)
-        )
-        if normalized is None:
-            raise broken_rule(NOTIFICATION_RULES, "priority", priority)
-        if normalized == 10 and resolved is PushType.BACKGROUND:
-            # Apple: "it's an error to specify a priority of 10" for background pushes.
-            raise fail("priority", "10 is not allowed for background pushes; use 5 or 1")
-        object.__setattr__(self, "priority", normalized)
-        return _PRIORITY_HEADER[normalized]
+        state["path"] = "/3/device/" + token
+        push_type_header = ("apns-push-type", _PUSH_TYPE_HEADER[resolved])
+        if (
+            priority is None
+            and expiration is None
+            and collapse_id is None
+            and apns_id is None
+            and resolved is not PushType.BACKGROUND
+        ):
+            # The common case: two headers, no list to build.
+            state["headers"] = (push_type_header, ("apns-topic", topic))
+        else:
+            state["headers"] = _optional_headers(state, [push_type_header, ("apns-topic", topic)])
 
     def to_dict(self) -> dict[str, Any]:
         """Return the notification as a JSON-safe dict; :meth:`from_dict` is its inverse.
@@ -468,15 +405,10 @@ class Notification:
         Raises:
             InvalidNotificationError: ``device_token`` is not an even number of hex digits.
         """
-        token = device_token
-        if type(token) is not str or HEX_RE.fullmatch(token) is None or len(token) % 2:
-            raise broken_rule(NOTIFICATION_RULES, "device_token", token)
-        token = token.lower()
+        token = _checked_token(device_token)
         clone = object.__new__(Notification)
-        for f in _NOTIFICATION_FIELDS:
-            object.__setattr__(clone, f, getattr(self, f))
-        object.__setattr__(clone, "device_token", token)
-        object.__setattr__(clone, "path", "/3/device/" + token)
+        _set_attr(clone, "__dict__", {**self.__dict__, "device_token": token})
+        clone.__dict__["path"] = "/3/device/" + token
         return clone
 
     def with_apns_id(self, apns_id: str | uuid.UUID | None) -> Notification:
@@ -489,14 +421,11 @@ class Notification:
             InvalidNotificationError: ``apns_id`` is not a canonical UUID.
         """
         normalized = None if apns_id is None else canonical_uuid("apns_id", apns_id)
-        clone = object.__new__(Notification)
-        for f in _NOTIFICATION_FIELDS:
-            object.__setattr__(clone, f, getattr(self, f))
-        object.__setattr__(clone, "apns_id", normalized)
         headers = tuple(h for h in self.headers if h[0] != "apns-id")
         if normalized is not None:
             headers += (("apns-id", normalized),)
-        object.__setattr__(clone, "headers", headers)
+        clone = object.__new__(Notification)
+        _set_attr(clone, "__dict__", {**self.__dict__, "apns_id": normalized, "headers": headers})
         return clone
 
     def __repr__(self) -> str:
@@ -521,7 +450,124 @@ class Notification:
         return f"Notification({', '.join(parts)})"
 
 
-_NOTIFICATION_FIELDS = tuple(f.name for f in fields(Notification))
+# The apns-priority sent for a background push given none.
+_BACKGROUND_PRIORITY = "5"
+# One call sets an instance's __dict__ (or a field) past the frozen dataclass's __setattr__.
+_set_attr = object.__setattr__
+_from_hex = bytes.fromhex
+
+
+def _checked_token(token: object) -> str:
+    """``token`` lowercased, or the error for the first token rule it breaks."""
+    # bytes.fromhex() rejects anything but hex digit pairs, except that it skips whitespace:
+    # two digits per byte means none was skipped. Quicker than the regular expression.
+    try:
+        if type(token) is str and len(_from_hex(token)) * 2 == len(token) and token:
+            return token.lower()
+    except ValueError:
+        pass
+    raise broken_rule(NOTIFICATION_RULES, "device_token", token)
+
+
+def _checked_body(
+    payload: object, push_type: object, state: dict[str, Any]
+) -> tuple[bytes, PushType]:
+    """The serialized payload and the push type sent (given, else the one it implies)."""
+    if isinstance(payload, dict):
+        aps = payload.get("aps")
+        inferred = PushType.ALERT
+        if aps is not None:
+            if not isinstance(aps, dict):
+                raise broken_rule(NOTIFICATION_RULES, "payload", payload)
+            if "event" in aps:
+                inferred = PushType.LIVEACTIVITY
+            elif (
+                aps.get("content-available")
+                and "alert" not in aps
+                and "badge" not in aps
+                and "sound" not in aps
+            ):
+                inferred = PushType.BACKGROUND
+        body = serialize(payload)
+    elif isinstance(payload, Payload):
+        body = serialize(payload.to_dict())
+        inferred = _payload_push_type(payload)
+    else:
+        raise broken_rule(NOTIFICATION_RULES, "payload", payload)
+    resolved = inferred if push_type is None else _given_push_type(push_type, inferred, state)
+    limit = _MAX_PAYLOAD[resolved]
+    if len(body) > limit:
+        raise fail(
+            "payload",
+            f"{len(body)} bytes is over the {limit}-byte limit for {resolved.value} pushes",
+        )
+    return body, resolved
+
+
+def _given_push_type(push_type: object, inferred: PushType, state: dict[str, Any]) -> PushType:
+    """Check and normalize the push type the caller gave; it must fit the payload."""
+    given = _PUSH_TYPE_BY_VALUE.get(push_type) if isinstance(push_type, str) else None
+    if given is None:
+        raise broken_rule(NOTIFICATION_RULES, "push_type", push_type)
+    state["push_type"] = given
+    if inferred is PushType.LIVEACTIVITY and given is not PushType.LIVEACTIVITY:
+        # Apple: the push type must match the payload; an ActivityKit payload (one
+        # with an "event") only reaches the Live Activity as a liveactivity push.
+        raise fail(
+            "push_type",
+            f"{given.value!r} does not match a Live Activity payload (it has an "
+            "'event'); use 'liveactivity' or leave push_type out",
+        )
+    return given
+
+
+def _given_priority(priority: object, resolved: PushType, state: dict[str, Any]) -> str:
+    """Check and normalize the priority the caller gave; return its header value."""
+    normalized = (
+        None
+        if isinstance(priority, bool) or not isinstance(priority, int)
+        else _PRIORITY_BY_VALUE.get(priority)
+    )
+    if normalized is None:
+        raise broken_rule(NOTIFICATION_RULES, "priority", priority)
+    if normalized == 10 and resolved is PushType.BACKGROUND:
+        # Apple: "it's an error to specify a priority of 10" for background pushes.
+        raise fail("priority", "10 is not allowed for background pushes; use 5 or 1")
+    state["priority"] = normalized
+    return _PRIORITY_HEADER[normalized]
+
+
+def _optional_headers(
+    state: dict[str, Any], headers: list[tuple[str, str]]
+) -> tuple[tuple[str, str], ...]:
+    """``headers`` plus those of the optional fields set in ``state`` (checked, normalized)."""
+    resolved: PushType = state["resolved_push_type"]
+    if state["priority"] is not None:
+        headers.append(("apns-priority", _given_priority(state["priority"], resolved, state)))
+    elif resolved is PushType.BACKGROUND:
+        # APNs defaults to 10, which it rejects for background pushes: send 5 explicitly.
+        headers.append(("apns-priority", _BACKGROUND_PRIORITY))
+    expiration = state["expiration"]
+    if expiration is not None:
+        state["expiration"] = expiration = epoch("expiration", expiration)
+        headers.append(("apns-expiration", str(expiration)))
+    collapse_id = state["collapse_id"]
+    if collapse_id is not None:
+        # isprintable() is False for a lone surrogate, so encode() cannot fail after it.
+        if not (
+            type(collapse_id) is str
+            and collapse_id.isprintable()
+            and 0 < len(collapse_id.encode()) <= MAX_COLLAPSE_ID_BYTES
+        ):
+            raise broken_rule(NOTIFICATION_RULES, "collapse_id", collapse_id)
+        headers.append(("apns-collapse-id", collapse_id))
+    apns_id = state["apns_id"]
+    if apns_id is not None:
+        state["apns_id"] = apns_id = canonical_uuid("apns_id", apns_id)
+        headers.append(("apns-id", apns_id))
+    return tuple(headers)
+
+
 # The keys of Notification.to_dict(), in the constructor's order.
 _DICT_OPTIONAL_KEYS = ("push_type", "priority", "expiration", "collapse_id", "apns_id")
 _DICT_KEYS = ("device_token", "payload", "topic", *_DICT_OPTIONAL_KEYS)
