@@ -726,41 +726,43 @@ class Payload:
         """Return the payload as the JSON object APNs expects: ``{"aps": {...}, **custom}``."""
         aps: dict[str, Any] = {}
         # The first keys, written out (a plain str or int is sent as it is), then the others
-        # in order when one is set.
-        value = self.alert
+        # in order when one is set. Read from the instance dict, whose values are Any to mypy
+        # (a chain of `is` across fields of different types is no error then).
+        state: dict[str, Any] = self.__dict__
+        value = state["alert"]
         if value is not None:
             aps["alert"] = value if type(value) is str else _aps_value("alert", value)
-        value = self.badge
+        value = state["badge"]
         if value is not None:
             aps["badge"] = value if type(value) is int else _aps_value("badge", value)
-        value = self.sound
+        value = state["sound"]
         if value is not None:
             aps["sound"] = value if type(value) is str else _aps_value("sound", value)
-        value = self.thread_id
+        value = state["thread_id"]
         if value is not None:
             aps["thread-id"] = value if type(value) is str else _aps_value("thread_id", value)
-        value = self.category
+        value = state["category"]
         if value is not None:
             aps["category"] = value if type(value) is str else _aps_value("category", value)
-        if self.content_available:
+        if state["content_available"]:
             aps["content-available"] = 1
-        if self.mutable_content:
+        if state["mutable_content"]:
             aps["mutable-content"] = 1
         if not (
-            self.input_push_token is self.content_changed is False
-            and self.target_content_id
-            is self.interruption_level
-            is self.relevance_score
-            is self.filter_criteria
-            is self.url_args
-            is self.timestamp
-            is self.event
-            is self.content_state
-            is self.stale_date
-            is self.dismissal_date
-            is self.attributes_type
-            is self.attributes
-            is self.input_push_channel
+            state["input_push_token"] is state["content_changed"] is False
+            and state["target_content_id"]
+            is state["interruption_level"]
+            is state["relevance_score"]
+            is state["filter_criteria"]
+            is state["url_args"]
+            is state["timestamp"]
+            is state["event"]
+            is state["content_state"]
+            is state["stale_date"]
+            is state["dismissal_date"]
+            is state["attributes_type"]
+            is state["attributes"]
+            is state["input_push_channel"]
             is None
         ):
             for name, key in _PAYLOAD_KEYS[_FIRST_KEYS:]:
