@@ -10,11 +10,14 @@ A fast check looser than its table (one that lets a negative badge through, say)
 
 from __future__ import annotations
 
+import copy
 import json
-from dataclasses import MISSING, fields
+import pickle
+from dataclasses import MISSING, FrozenInstanceError, fields, replace
 from types import MappingProxyType, SimpleNamespace
 from typing import Any
 
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -216,3 +219,37 @@ def test_payload_flags_outside_the_common_shape_still_meet_their_rules() -> None
     )
     body = Notification("ab" * 32, Payload(content_changed=True), topic=TOPIC).body
     assert body == b'{"aps":{"content-changed":true}}'
+
+
+def test_hand_written_constructors_keep_the_dataclass_behaviour() -> None:
+    # The three classes write __init__ out and store their fields as one __dict__: copies,
+    # pickles (Celery), replace(), equality, hashing and frozenness are as the dataclass made
+    # them.
+    alert = Alert(title="T", body="B")
+    payload = Payload(alert=alert, badge=2, custom={"k": 1})
+    notification = Notification(
+        "AB" * 32,
+        payload,
+        topic=TOPIC,
+        priority=5,  # type: ignore[arg-type]
+        apns_id="12345678-1234-1234-1234-1234567890AB",
+    )
+    for obj in (alert, payload, notification):
+        for twin in (copy.copy(obj), copy.deepcopy(obj), pickle.loads(pickle.dumps(obj))):
+            assert twin == obj
+            assert type(twin) is type(obj)
+            assert vars(twin) == vars(obj)
+        with pytest.raises(FrozenInstanceError):
+            obj.body = "x"  # type: ignore[misc]
+        with pytest.raises(FrozenInstanceError):
+            del obj.body  # type: ignore[misc]
+    assert hash(alert) == hash(Alert(title="T", body="B"))
+    moved = replace(notification, topic="com.example.other")
+    assert moved.headers[1] == ("apns-topic", "com.example.other")
+    assert moved.body == notification.body
+    assert replace(payload, badge=3).to_dict() == {
+        "aps": {"alert": alert.to_dict(), "badge": 3},
+        "k": 1,
+    }
+    assert Payload().custom == {}
+    assert Payload().custom is not Payload().custom

@@ -4,9 +4,11 @@ Every rule here comes from Apple's "Generating a remote notification"
 (https://developer.apple.com/documentation/usernotifications/generating-a-remote-notification)
 and, for the Live Activity keys, "Starting and updating Live Activities with ActivityKit push
 notifications". Each class checks its fields against a table of
-:class:`~apnskit._model.rules.Rule` entries (field, check, message) in ``__post_init__``, then
+:class:`~apnskit._model.rules.Rule` entries (field, check, message) in ``__init__``, then
 converts the values it stores in another form (lists to tuples, times to epoch seconds, strings
 to enum members); the Live Activity rules, which tie several fields to the ``event``, follow.
+``Payload`` and ``Alert`` first test the common shape (plain strings, no Live Activity keys)
+with one expression, and walk their tables only when it fails (issue 13).
 """
 
 from __future__ import annotations
