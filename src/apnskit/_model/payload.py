@@ -520,6 +520,28 @@ PAYLOAD_RULES = RuleTable(
 _NO_CUSTOM: Mapping[str, Any] = MappingProxyType({})
 
 
+def _later_fields_unset(state: dict[str, Any]) -> bool:
+    """Whether the fields after the first keys (``_FIRST_KEYS``) are at their defaults."""
+    return (
+        state["input_push_token"] is state["content_changed"] is False
+        # A chain of `is` holds when all are the same object, here None (no generator).
+        and state["target_content_id"]
+        is state["interruption_level"]
+        is state["relevance_score"]
+        is state["filter_criteria"]
+        is state["url_args"]
+        is state["timestamp"]
+        is state["event"]
+        is state["content_state"]
+        is state["stale_date"]
+        is state["dismissal_date"]
+        is state["attributes_type"]
+        is state["attributes"]
+        is state["input_push_channel"]
+        is None
+    )
+
+
 def _is_common(state: dict[str, Any]) -> bool:
     """Whether a payload's fields have the common shape, which keeps every rule.
 
@@ -542,22 +564,7 @@ def _is_common(state: dict[str, Any]) -> bool:
         # bool cannot be subclassed: True and False are its only instances.
         and type(state["content_available"]) is bool
         and type(state["mutable_content"]) is bool
-        and state["input_push_token"] is state["content_changed"] is False
-        # A chain of `is` holds when all are the same object, here None (no generator).
-        and state["target_content_id"]
-        is state["interruption_level"]
-        is state["relevance_score"]
-        is state["filter_criteria"]
-        is state["url_args"]
-        is state["timestamp"]
-        is state["event"]
-        is state["content_state"]
-        is state["stale_date"]
-        is state["dismissal_date"]
-        is state["attributes_type"]
-        is state["attributes"]
-        is state["input_push_channel"]
-        is None
+        and _later_fields_unset(state)
         and (
             custom is _NO_CUSTOM
             or (
@@ -750,23 +757,7 @@ class Payload:
             aps["content-available"] = 1
         if state["mutable_content"]:
             aps["mutable-content"] = 1
-        if not (
-            state["input_push_token"] is state["content_changed"] is False
-            and state["target_content_id"]
-            is state["interruption_level"]
-            is state["relevance_score"]
-            is state["filter_criteria"]
-            is state["url_args"]
-            is state["timestamp"]
-            is state["event"]
-            is state["content_state"]
-            is state["stale_date"]
-            is state["dismissal_date"]
-            is state["attributes_type"]
-            is state["attributes"]
-            is state["input_push_channel"]
-            is None
-        ):
+        if not _later_fields_unset(state):
             for name, key in _PAYLOAD_KEYS[_FIRST_KEYS:]:
                 value = getattr(self, name)
                 if value is not None and value is not False:
