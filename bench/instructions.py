@@ -8,7 +8,9 @@ Run each twice, with N and with 0, and divide the difference by N::
 Workloads: ``core`` (``bench/core.py``'s in-memory encode + decode), ``notification``
 (``Notification`` construction with a dict payload), ``payload`` (a ``Payload`` with an
 ``Alert``, then its ``Notification``), ``huffman`` (decoding a Huffman-coded 32-hex-digit apns-id),
-``sync`` and ``asyncio`` (the client end to end against nginx, one connection). Put another
+``sync`` and ``asyncio`` (the client end to end against nginx, one connection), ``threads`` and
+``tasks`` (50 threads calling ``PushClient.send()``, 1,000 asyncio tasks awaiting
+``AsyncPushClient.send()``, as ``throughput.py --callers`` runs them). Put another
 checkout's ``src`` first on ``PYTHONPATH`` to count the code before a change.
 """
 
@@ -86,8 +88,19 @@ def main() -> None:
                 anyio.run(run)
         finally:
             server.stop()
+    elif what in ("threads", "tasks"):
+        import throughput
+
+        server = throughput.NginxServer()
+        try:
+            if what == "threads":
+                throughput.run_threads(server, count, 50)
+            else:
+                throughput.run_tasks(server, count, 1000)
+        finally:
+            server.stop()
     else:
-        sys.exit("workloads: core, notification, payload, huffman, sync, asyncio")
+        sys.exit("workloads: core, notification, payload, huffman, sync, asyncio, threads, tasks")
 
 
 if __name__ == "__main__":
