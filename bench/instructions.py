@@ -5,10 +5,13 @@ Run each twice, with N and with 0, and divide the difference by N::
     valgrind --tool=callgrind --callgrind-out-file=/dev/null python bench/instructions.py core 3000
     valgrind --tool=callgrind --callgrind-out-file=/dev/null python bench/instructions.py core 0
 
-Workloads: ``core`` (``bench/core.py``'s in-memory encode + decode), ``notification``
+Workloads: ``core`` (``bench/core.py``'s in-memory encode + decode), ``engine`` (the
+dispatcher and the core in memory as ``send_many`` drives them), ``notification``
 (``Notification`` construction with a dict payload), ``payload`` (a ``Payload`` with an
 ``Alert``, then its ``Notification``), ``huffman`` (decoding a Huffman-coded 32-hex-digit apns-id),
-``sync`` and ``asyncio`` (the client end to end against nginx, one connection). Put another
+``sync`` and ``asyncio`` (the client end to end against nginx, one connection), ``threads`` and
+``tasks`` (50 threads calling ``PushClient.send()``, 1,000 asyncio tasks awaiting
+``AsyncPushClient.send()``, as ``throughput.py --callers`` runs them). Put another
 checkout's ``src`` first on ``PYTHONPATH`` to count the code before a change.
 """
 
@@ -20,6 +23,59 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def engine(count: int) -> None:
+    """The dispatcher and the core in memory, as send_many drives them, against core.py's peer.
+
+    Notifications are built before counting starts; no sockets, no TLS, no threads, so the
+    count is the same on every run. Minus ``core`` it is roughly the engine's own share.
+    """
+    from collections import deque
+
+    import apnskit
+    import core
+    from apnskit._config import Limits, RetryPolicy, Timeout
+    from apnskit._engine.dispatcher import Dispatcher
+
+    class _Certificate:
+        def token_rejected(self, generation: int) -> None:
+            raise AssertionError(generation)
+
+    items = [
+        apnskit.Notification(core.TOKEN, {"aps": {"alert": "hi"}}, topic="com.example.app")
+    ] * (count + 1000)
+    finished: deque[object] = deque()
+    dispatcher = Dispatcher(
+        authority="api.push.apple.com",
+        credentials=_Certificate(),
+        limits=Limits(max_connections=1, max_in_flight=1000),
+        retry=RetryPolicy(),
+        timeout=Timeout(deadline=120),
+        random=lambda: 0.5,
+        on_done=finished.append,
+    )
+    peer = core.ScriptedPeer()
+    # Before submit_many (issue 13) the client submitted one at a time.
+    many = getattr(dispatcher, "submit_many", None)
+    taken = results = 0
+    conn = None
+    while results < count + 1000:
+        batch = items[taken : taken + 1000 - dispatcher.outstanding]
+        taken += len(batch)
+        if many is not None:
+            many(batch, 1.0, None)
+        else:
+            for item in batch:
+                dispatcher.submit(item, 1.0)
+        if conn is None:
+            (conn,) = dispatcher.connections_to_open(0.0)
+            dispatcher.connection_established(conn, 0.0)
+        dispatcher.tick(1.0)
+        dispatcher.receive(conn, peer.respond(conn.core.data_to_send()), 1.0)
+        while finished:
+            finished.popleft()
+            results += 1
 
 
 def main() -> None:
@@ -61,6 +117,8 @@ def main() -> None:
         _hpack._decode_huffman(ids[0])
         for i in range(count):
             _hpack._decode_huffman(ids[i % 2000])
+    elif what == "engine":
+        engine(count)
     elif what in ("sync", "asyncio"):
         import anyio
         import throughput
@@ -86,8 +144,21 @@ def main() -> None:
                 anyio.run(run)
         finally:
             server.stop()
+    elif what in ("threads", "tasks"):
+        import throughput
+
+        server = throughput.NginxServer()
+        try:
+            if what == "threads":
+                throughput.run_threads(server, count, 50)
+            else:
+                throughput.run_tasks(server, count, 1000)
+        finally:
+            server.stop()
     else:
-        sys.exit("workloads: core, notification, payload, huffman, sync, asyncio")
+        sys.exit(
+            "workloads: core, engine, notification, payload, huffman, sync, asyncio, threads, tasks"
+        )
 
 
 if __name__ == "__main__":

@@ -421,6 +421,7 @@ async def test_pool_grows_to_max_connections(make_client: Callable[..., Client])
 # ---------------------------------------------------------------------------- health checks
 
 
+@pytest.mark.pure_python  # counts calls of a core method: the compiled pool calls it natively
 async def test_ping_health_check_on_idle_connection(
     make_client: Callable[..., Client], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -44,18 +44,14 @@ def test_interrupted_follower_thread_does_not_strand_the_others(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Threads named "interrupted-*" are interrupted as soon as they wait as followers.
-    class RaisingEvent(threading.Event):
-        def wait(self, timeout: float | None = None) -> bool:
-            raise InterruptedWaitError
+    original_sleep = sync_driver_module.SyncWakeup.sleep
 
-    original_init = sync_driver_module.SyncWakeup.__init__
-
-    def init(self: Any) -> None:
-        original_init(self)
+    def sleep(self: Any, timeout: float | None) -> bool:
         if threading.current_thread().name.startswith("interrupted"):
-            self.event = RaisingEvent()
+            raise InterruptedWaitError
+        return original_sleep(self, timeout)
 
-    monkeypatch.setattr(sync_driver_module.SyncWakeup, "__init__", init)
+    monkeypatch.setattr(sync_driver_module.SyncWakeup, "sleep", sleep)
 
     release = threading.Event()
     first = notification()

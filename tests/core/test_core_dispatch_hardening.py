@@ -167,3 +167,31 @@ def test_checking_a_draining_connection_does_not_block_a_new_one() -> None:
     assert conn.ping_deadline is not None  # PINGed, waiting for the ack
     dispatcher.submit(_notification(2), now=wake)
     assert len(dispatcher.connections_to_open(wake)) == 1
+
+
+def test_submit_many_sets_each_waiter_before_a_ticket_can_end() -> None:
+    # send_many() hands its whole batch in with one call (issue 13): a ticket that ends at
+    # once must reach on_done with its waiter already set, or its caller never sees it.
+    done: list[Ticket] = []
+    dispatcher = _dispatcher(done)
+    mailbox = object()
+    items = [_notification(1), "not a notification", _notification(2)]
+    open_tickets = dispatcher.submit_many(items, 0.0, mailbox)
+    assert [t.item for t in open_tickets] == [items[0], items[2]]
+    assert [t.item for t in done] == [items[1]]
+    assert done[0].result is not None
+    assert done[0].result.failed
+    assert all(t.waiter is mailbox for t in [*open_tickets, *done])
+    assert dispatcher.outstanding == 2
+    conn, peer = _connect(dispatcher, 0.0)
+    dispatcher.receive(conn, settings(MAX_CONCURRENT_STREAMS=10), now=0.0)
+    assert _headers(peer, conn) == [1, 3]
+    dispatcher.receive(conn, peer.respond(1, 200, apns_id="a") + peer.respond(3, 200), now=0.1)
+    assert done[1:] == open_tickets
+    assert all(t.result is not None and t.result.accepted for t in open_tickets)
+    # Once closed, a batch still pulled from the caller ends at once, each with its waiter.
+    dispatcher.close_all(apnskit.ClientClosedError("closed"))
+    assert dispatcher.submit_many([_notification(3)], 1.0, mailbox) == []
+    assert done[-1].waiter is mailbox
+    assert isinstance(done[-1].result.error, apnskit.ClientClosedError)  # type: ignore[union-attr]
+    assert dispatcher.outstanding == 0

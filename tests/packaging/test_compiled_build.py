@@ -18,11 +18,19 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "apnskit"
 
-# The `compile` globs of the mypyc build hook (pyproject.toml): every module of apnskit._core.
+# The `compile` globs of the mypyc build hook (pyproject.toml): every module of apnskit._core,
+# and the engine's modules a notification passes through.
 HOT_MODULES = sorted(
-    f"apnskit._core.{path.stem}"
-    for path in (SRC / "_core").glob("*.py")
-    if path.name != "__init__.py"
+    [
+        *(
+            f"apnskit._core.{path.stem}"
+            for path in (SRC / "_core").glob("*.py")
+            if path.name != "__init__.py"
+        ),
+        "apnskit._engine.dispatcher",
+        "apnskit._engine.pool",
+        "apnskit._engine.tickets",
+    ]
 )
 
 EXPECT_COMPILED = os.environ.get("APNSKIT_EXPECT_COMPILED", "")

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import pickle
 from datetime import datetime, timezone
 
 import pytest
 
 import apnskit
 from apnskit import PushRejectedError, PushResult, Reason
-from apnskit._model.results import parse_reason
+from apnskit._model.results import new_result, parse_reason
 
 # Apple's "Handling notification responses from APNs" table (apns-reference.md, Response).
 APPLE_TABLE = {
@@ -151,3 +154,51 @@ def test_error_messages_say_what_happened() -> None:
         "(ConnectionLostError: APNs closed the TCP connection)"
     )
     assert info.value.__cause__ is lost
+
+
+# -- new_result: the clients' fast constructor (issue 13) ------------------------------------
+
+
+def _all_fields() -> dict[str, object]:
+    notification = apnskit.Notification("ab" * 32, {"aps": {"alert": "hi"}}, topic="com.x.y")
+    return {
+        "notification": notification,
+        "status": 410,
+        "apns_id": "5e2e1f2c-0000-4000-8000-000000000001",
+        "apns_unique_id": "u-1",
+        "reason": Reason.UNREGISTERED,
+        "timestamp": datetime(2026, 1, 2, tzinfo=timezone.utc),
+        "error": None,
+        "attempts": 2,
+        "headers": {"apns-channel-id": "c"},
+        "body": b'{"reason":"Unregistered"}',
+    }
+
+
+def test_new_result_is_the_same_push_result_as_the_constructor() -> None:
+    fields = _all_fields()
+    fast = new_result(**fields)  # type: ignore[arg-type]
+    slow = PushResult(**fields)  # type: ignore[arg-type]
+    assert type(fast) is PushResult
+    assert fast == slow
+    assert repr(fast) == repr(slow)
+    # Every field, the ones left out of == and repr included.
+    for name in (f.name for f in dataclasses.fields(PushResult)):
+        assert getattr(fast, name) == fields[name], name
+    assert fast.token_invalid
+    assert fast.channel_id == "c"
+
+
+def test_new_result_is_frozen_and_pickles_and_copies_like_any_result() -> None:
+    fast = new_result(**_all_fields())  # type: ignore[arg-type]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fast.status = 200  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        del fast.reason  # type: ignore[misc]
+    # Celery pickles results.
+    for copied in (pickle.loads(pickle.dumps(fast)), copy.copy(fast), copy.deepcopy(fast)):
+        assert type(copied) is PushResult
+        assert copied == fast
+        assert copied.headers == fast.headers
+        assert copied.body == fast.body
+    assert dataclasses.replace(fast, status=200).accepted

@@ -199,19 +199,11 @@ class AsyncPushClient(AsyncDriver):
         pulled = await source.take(room)
         if not pulled:
             return
-        finished = wakeup.tickets
         with self._guard:
             # No _check_open() here: after close() each pulled item still gets its result
-            # (the closed dispatcher ends it with ClientClosedError at once).
-            now = self._clock()
-            submit = self._dispatcher.submit
-            for item in pulled:
-                ticket = submit(item, now)
-                if ticket.done:
-                    finished.append(ticket)
-                else:
-                    ticket.waiter = wakeup
-                    pending.add(ticket)
+            # (the closed dispatcher ends it with ClientClosedError at once, and hands it to
+            # ``wakeup``, so to ``finished``).
+            pending.update(self._dispatcher.submit_many(pulled, self._clock(), wakeup))
             poke = self._note_work()
         if poke:
             self._wake_driver()

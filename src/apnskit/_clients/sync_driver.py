@@ -41,24 +41,103 @@ from apnskit._errors import (
 from apnskit._transports import SyncPoller, SyncStream
 from apnskit._transports.socket_transport import SocketTransport
 
-__all__ = ["SyncDriver", "SyncSource", "SyncWakeup"]
+__all__ = ["SyncDriver", "SyncSource", "SyncWakeup", "WakeBatch"]
+
+
+class WakeBatch:
+    """The callers the driver woke: how many are on their way, whose wake-up is held back.
+
+    ``count``: sleeping callers woken that have not yet taken the client's lock again. While
+    any are on their way the driver holds its writes back: their next submits come in a
+    moment, and the last of them wakes the driver, so their notifications leave in one TLS
+    write instead of one write (and one poller wake-up) per thread.
+
+    ``held``: while the driver works (``holding``), the callers its reads finish are woken
+    only when it is about to sleep in the poller (:meth:`release`). Woken at once, each would
+    take the GIL from the driver at its next system call (a TLS read per response) and the
+    driver would wait behind 50 threads for it back; batched, they run while it sleeps.
+    """
+
+    __slots__ = ("count", "held", "holding")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.holding = False
+        self.held: list[SyncWakeup] = []
+
+    def release(self) -> None:
+        """Under the client's lock: wake every caller held back."""
+        held, self.held = self.held, []
+        for wakeup in held:
+            wakeup.release_held()
 
 
 class SyncWakeup:
-    """A waiting caller's mailbox: the dispatcher appends its finished tickets and wakes it."""
+    """A waiting caller's mailbox: the dispatcher appends its finished tickets and wakes it.
 
-    __slots__ = ("event", "tickets")
+    Every method but :meth:`sleep` runs under the client's lock. The wake-up itself is a bare
+    lock (held while nothing is signalled, released by :meth:`set`): far cheaper than a
+    ``threading.Event``, a Python-level condition variable that allocates a lock per wait.
+    Invariant: the gate is open only while ``signalled``.
+    """
+
+    __slots__ = ("_gate", "_held", "batch", "signalled", "tickets")
 
     def __init__(self) -> None:
-        self.event = threading.Event()
+        self._gate = threading.Lock()
+        self._gate.acquire()
+        self.signalled = False
+        self._held = False  # signalled, the gate still shut: a WakeBatch opens it later
         self.tickets: deque[Ticket] = deque()
+        # The driver's batch while our thread sleeps in _wait (None otherwise).
+        self.batch: WakeBatch | None = None
 
     def append(self, ticket: Ticket) -> None:
         """Take a finished ticket in and wake the caller (the dispatcher's ``on_done``)."""
         self.tickets.append(ticket)
-        # Event.set() takes a lock; a bulk send finishes thousands of tickets per batch.
-        if not self.event.is_set():
-            self.event.set()
+        # A bulk send finishes thousands of tickets per batch: one release for them all.
+        if not self.signalled:
+            self.set()
+
+    def set(self) -> None:
+        """Wake the caller (it stays signalled until it sleeps again)."""
+        if self.signalled:
+            return
+        self.signalled = True
+        batch = self.batch
+        if batch is None:
+            self._gate.release()
+            return
+        batch.count += 1
+        if batch.holding:
+            self._held = True
+            batch.held.append(self)
+        else:
+            self._gate.release()
+
+    def release_held(self) -> None:
+        """Open the gate if :meth:`set` held it shut (:meth:`WakeBatch.release`)."""
+        if self._held:
+            self._held = False
+            self._gate.release()
+
+    def prepare(self, batch: WakeBatch) -> None:
+        """Before sleeping: forget an earlier signal, and count in ``batch`` when woken."""
+        self.signalled = self._held = False
+        self._gate.acquire(False)  # take back a signal never slept on
+        self.batch = batch
+
+    def sleep(self, timeout: float | None) -> bool:
+        """Block (without the client's lock) until :meth:`set` or ``timeout``; True if set."""
+        return self._gate.acquire(True, -1 if timeout is None else timeout)
+
+    def awake(self) -> bool:
+        """After sleeping: True if it was woken (then no longer counted as on its way)."""
+        batch, self.batch = self.batch, None
+        if batch is not None and self.signalled:
+            batch.count -= 1
+            return True
+        return False
 
 
 class SyncSource:
@@ -120,6 +199,7 @@ class SyncDriver(ClientBase):
         self._waiters: set[SyncWakeup] = set()
         self._polling = False  # the driver sleeps in the poller
         self._submitted = False  # notifications arrived since the driver last looked
+        self._batch = WakeBatch()  # callers woken, not yet back under the lock
         self._clock: Callable[[], float] = time.monotonic
         self._streams: dict[int, PooledConnection] = {}
         self._management: SyncDriver | None = None
@@ -148,8 +228,12 @@ class SyncDriver(ClientBase):
                 while self._driving and (left := limit - time.monotonic()) > 0:
                     self._cond.wait(left)
             conns = self._dispatcher.close_all(ClientClosedError("the client was closed"))
+            # A driver that did not step down in time (inside a long write) would hold these
+            # wake-ups until it leaves: every caller learns of the close now.
+            self._batch.holding = False
+            self._batch.release()
             for waiter in self._waiters:
-                waiter.event.set()
+                waiter.set()
             leftover = [stream for _, stream, _ in self._connected if stream is not None]
             self._connected.clear()
         for stream in leftover:
@@ -178,34 +262,44 @@ class SyncDriver(ClientBase):
         notifications ends or when the driver steps down and hands the I/O to them. Waking
         only those concerned (not every thread on every batch) keeps many threads cheap.
         """
+        poke = False
         while True:
             with self._lock:
+                if wakeup.awake():
+                    poke = self._caller_back()
                 if done() or self._dispatcher.closed:
                     # After close() nobody drives; close() ended every ticket already, so a
                     # predicate still false (a send_many waiting for room) has nothing to wait
                     # for.
                     self._waiters.discard(wakeup)
                     self._hand_over()
-                    return
+                    break
                 # Between close() starting and its ending every ticket, nobody drives either.
                 drive = not self._driving and not self._closed
                 if drive:
                     self._driving = True
                     self._driver_thread = threading.get_ident()
+                    self._batch.holding = True
                     self._waiters.discard(wakeup)
                 else:
                     self._waiters.add(wakeup)
-                    wakeup.event.clear()
+                    wakeup.prepare(self._batch)
+            if poke:
+                poke = False
+                self._poller.wake()
             if not drive:
                 try:
-                    wakeup.event.wait(recheck)
+                    wakeup.sleep(recheck)
                 except BaseException:
                     # Interrupted while waiting: leave the waiters, and pass on the driver
                     # role if it was just handed to us, or nobody would ever drive again and
                     # every other thread would sleep past its deadline.
                     with self._lock:
                         self._waiters.discard(wakeup)
+                        poke = wakeup.awake() and self._caller_back()
                         self._hand_over()
+                    if poke:
+                        self._poller.wake()
                     raise
                 continue
             try:
@@ -214,8 +308,23 @@ class SyncDriver(ClientBase):
                 with self._cond:
                     self._driving = False
                     self._driver_thread = None
+                    self._batch.holding = False
+                    self._batch.release()
                     self._hand_over()
                     self._cond.notify_all()  # close() may be waiting for the step-down
+        if poke:
+            self._poller.wake()
+
+    def _caller_back(self) -> bool:
+        """Under the lock, when a woken caller is back: True if the driver must be woken now.
+
+        The driver held its writes back while woken callers were on their way (their submits
+        come in a moment); the last one back lets it write them all at once.
+        """
+        if self._batch.count == 0 and self._submitted and self._polling:
+            self._polling = False  # one wake-up is enough
+            return True
+        return False
 
     def _note_work(self) -> bool:
         """Under the lock, after a submit or a cancel: True when the sleeping driver needs waking.
@@ -224,7 +333,12 @@ class SyncDriver(ClientBase):
         no wake-up (a system call and a select() return) at all.
         """
         self._submitted = True
-        return self._polling
+        if self._polling and self._batch.count == 0:
+            self._polling = False  # one wake-up is enough
+            return True
+        # A driver that is busy picks the new work up at its next step. One sleeping while
+        # woken callers are on their way is woken by the last of them (_caller_back).
+        return False
 
     def _wake_driver(self) -> None:
         """Wake the thread doing the I/O from its poller (after :meth:`_note_work` said so)."""
@@ -233,7 +347,7 @@ class SyncDriver(ClientBase):
     def _hand_over(self) -> None:
         # Called under the lock: if nobody drives, wake one waiting caller to take over.
         if not self._driving and self._waiters:
-            next(iter(self._waiters)).event.set()
+            next(iter(self._waiters)).set()
 
     def _drive(self, done: Callable[[], bool]) -> None:
         dispatcher = self._dispatcher
@@ -278,12 +392,14 @@ class SyncDriver(ClientBase):
             if closing:
                 continue
             with self._cond:
-                if self._submitted or self._connected:
+                if self._connected or (self._submitted and not self._batch.count):
                     # Work (or a finished connect) arrived while we were writing: take it in
-                    # before sleeping.
-                    self._submitted = False
+                    # before sleeping. While callers woken by our last read are on their way
+                    # (their next submits follow), sleep instead: the last one back wakes us
+                    # and their notifications leave in one write.
                     continue
                 self._polling = True
+                self._batch.release()  # they run while we sleep
             timeout = None if wakeup is None else max(0.0, wakeup - clock())
             if not self._streams and timeout is None:
                 # Nothing to read and nothing scheduled: the waiting tickets need a connection

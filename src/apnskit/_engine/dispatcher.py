@@ -32,7 +32,7 @@ from __future__ import annotations
 import heapq
 import logging
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
 
 from apnskit._config import Limits, RetryPolicy, Timeout
@@ -69,6 +69,7 @@ from apnskit._errors import (
     DeadlineExceededError,
     InvalidNotificationError,
 )
+from apnskit._model.notification import Notification
 from apnskit._model.results import PushResult, Reason, parse_reason
 
 __all__ = ["AuthorizationSource", "Dispatcher"]
@@ -154,6 +155,10 @@ class Dispatcher:
         # the client hands in a newer header.
         self._rejected_generation = 0
         self.closed = False
+        # Read once per notification: plain attributes rather than a walk through the
+        # frozen config objects.
+        self._deadline = timeout.deadline
+        self._max_in_flight = limits.max_in_flight
 
     # ------------------------------------------------------------------ accounting
 
@@ -170,7 +175,7 @@ class Dispatcher:
     @property
     def has_room(self) -> bool:
         """True while fewer than ``Limits.max_in_flight`` tickets are outstanding."""
-        return self._outstanding < self._limits.max_in_flight
+        return self._outstanding < self._max_in_flight
 
     def set_authorization(self, authorization: tuple[str, int] | None) -> None:
         """The ``authorization`` header value and its generation to send with, or None.
@@ -182,10 +187,14 @@ class Dispatcher:
 
     # ------------------------------------------------------------------ submitting
 
-    def submit(self, item: Any, now: float) -> Ticket:
-        """Take a notification in; it is sent by the next :meth:`schedule`."""
-        deadline = None if self._timeout.deadline is None else now + self._timeout.deadline
-        ticket = Ticket(item, deadline)
+    def submit(self, item: Any, now: float, waiter: Any = None) -> Ticket:
+        """Take a notification in; it is sent by the next :meth:`schedule`.
+
+        ``waiter`` is set as the ticket's before it can end (see :meth:`submit_many`).
+        """
+        deadline = self._deadline
+        ticket = Ticket(item, None if deadline is None else now + deadline)
+        ticket.waiter = waiter
         self._outstanding += 1
         if self._hook is not None:
             self._emit(NotificationSubmitted(notification=item))
@@ -194,17 +203,34 @@ class Dispatcher:
             # gets its one result.
             self._finish(ticket, failure_result(ticket, ClientClosedError("the client was closed")))
             return ticket
-        if not is_sendable(item):
+        # A Notification is checked when it is built: only other objects need a look here.
+        if type(item) is not Notification and not is_sendable(item):
             error = InvalidNotificationError(
                 "notification",
                 f"{type(item).__name__} is not an apnskit.Notification or broadcast request",
             )
             self._finish(ticket, PushResult(notification=item, status=None, error=error))
             return ticket
-        if ticket.deadline is not None:
+        if deadline is not None:
             self._deadlines.append(ticket)
         self._waiting.append(ticket)
         return ticket
+
+    def submit_many(self, items: Iterable[Any], now: float, waiter: Any) -> list[Ticket]:
+        """:meth:`submit` each of ``items`` with ``waiter``, in one call (``send_many``).
+
+        A ticket that ends at once (a closed client, something that is not a notification)
+        reaches ``on_done`` with its waiter already set, like any other.
+
+        Returns:
+            The tickets that have not ended yet.
+        """
+        open_tickets: list[Ticket] = []
+        for item in items:
+            ticket = self.submit(item, now, waiter)
+            if not ticket.done:
+                open_tickets.append(ticket)
+        return open_tickets
 
     def cancel(self, ticket: Ticket, error: BaseException) -> None:
         """Give up on ``ticket`` (its caller left): RST_STREAM it if sent, end it with ``error``.
@@ -323,10 +349,11 @@ class Dispatcher:
     def _fill(self, conn: PooledConnection, now: float) -> None:
         core = conn.core
         waiting = self._waiting
-        room = min(core.capacity, self._limits.max_in_flight - self._assigned)
+        room = min(core.capacity, self._max_in_flight - self._assigned)
         if room <= 0:
             return
-        if self._pool_can_grow and core.window_blocked:
+        can_grow = self._pool_can_grow
+        if can_grow and core.window_blocked:
             return
         auth = self._authorization
         if auth is None:
@@ -336,32 +363,40 @@ class Dispatcher:
             if generation <= self._rejected_generation:
                 return  # APNs called this token expired: wait for the renewed one
         hook = self._hook
-        send = core.send_request
-        while room > 0 and waiting:
-            ticket = waiting.popleft()
-            if ticket.done:
-                continue
-            ticket.generation = generation
-            item = ticket.item
-            ticket.handle = send(
-                item.path,
-                item.headers,
-                item.body,
-                ticket,
-                method=getattr(item, "method", "POST"),
-                authorization=authorization,
-            )
-            ticket.conn = conn
-            ticket.sends += 1
-            ticket.attempts += 1
-            self._assigned += 1
-            room -= 1
-            if self._pool_can_grow and core.window_blocked:
-                room = 0  # the rest waits for another connection (see schedule)
-            if hook is not None:
-                self._emit(
-                    NotificationSent(notification=item, attempt=ticket.sends, connection_id=conn.id)
+        sent = 0
+        try:
+            while room > 0 and waiting:
+                ticket = waiting.popleft()
+                if ticket.done:
+                    continue
+                ticket.generation = generation
+                item = ticket.item
+                # A Notification is always a POST; other requests (channel management) say.
+                method = "POST" if type(item) is Notification else getattr(item, "method", "POST")
+                ticket.handle = core.send_request(
+                    item.path,
+                    item.headers,
+                    item.body,
+                    ticket,
+                    method=method,
+                    authorization=authorization,
                 )
+                ticket.conn = conn
+                ticket.sends += 1
+                ticket.attempts += 1
+                sent += 1
+                room -= 1
+                if can_grow and core.window_blocked:
+                    room = 0  # the rest waits for another connection (see schedule)
+                if hook is not None:
+                    self._emit(
+                        NotificationSent(
+                            notification=item, attempt=ticket.sends, connection_id=conn.id
+                        )
+                    )
+        finally:
+            # Counted once per batch; also when a send raised, for those already in a core.
+            self._assigned += sent
         conn.last_activity = now
 
     # ------------------------------------------------------------------ receiving
@@ -374,7 +409,8 @@ class Dispatcher:
         conn.last_read = now
         for event in conn.core.receive_data(data, now):
             if type(event) is ResponseReceived:
-                self._pool.answered(conn)
+                if not conn.answered:
+                    self._pool.answered(conn)
                 self._on_response(event, now)
             elif type(event) is StreamReset:
                 self._on_reset(event, now)
@@ -391,11 +427,14 @@ class Dispatcher:
 
     def _on_response(self, event: ResponseReceived, now: float) -> None:
         ticket: Ticket = event.context
-        self._detach(ticket)
+        if ticket.handle is not None:  # _detach, inline: this runs once per notification
+            ticket.handle = None
+            ticket.conn = None
+            self._assigned -= 1
         if ticket.done:
             return
         status = event.status
-        reason = parse_reason(event.reason)
+        reason = None if event.reason is None else parse_reason(event.reason)
         if 200 <= status < 300:
             self._finish(ticket, response_result(ticket, event, reason))
             return

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, Final
 
 from apnskit._config import Limits, RetryPolicy, Timeout
 from apnskit._core.connection import ApnsConnection
@@ -63,10 +63,10 @@ class PooledConnection:
         "stream",
     )
 
-    CONNECTING = "connecting"
-    READY = "ready"
-    CHECKING = "checking"
-    CLOSED = "closed"
+    CONNECTING: Final = "connecting"
+    READY: Final = "ready"
+    CHECKING: Final = "checking"
+    CLOSED: Final = "closed"
 
     def __init__(self, connection_id: int, core: ApnsConnection) -> None:
         self.id = connection_id

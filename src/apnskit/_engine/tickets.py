@@ -14,7 +14,7 @@ from apnskit._core.connection import RequestHandle
 from apnskit._core.events import ResponseReceived
 from apnskit._engine.client_events import RetryCause
 from apnskit._engine.pool import PooledConnection
-from apnskit._model.results import PushResult, Reason
+from apnskit._model.results import PushResult, Reason, new_result
 
 __all__ = [
     "FREE_RESENDS",
@@ -145,20 +145,20 @@ def response_result(
     error: BaseException | None = None,
 ) -> PushResult:
     """The result of ``ticket`` answered by ``event``."""
-    timestamp = None
-    if event.timestamp_ms is not None:
-        timestamp = PushResult.timestamp_from_ms(event.timestamp_ms)
-    return PushResult(
-        notification=ticket.item,
-        status=event.status,
-        apns_id=event.apns_id or getattr(ticket.item, "apns_id", None),
-        apns_unique_id=event.apns_unique_id,
-        reason=reason,
-        timestamp=timestamp,
-        error=error,
-        attempts=ticket.sends + ticket.connect_failures,
-        headers=dict(event.headers),
-        body=event.body,
+    # Built once per answered notification: the fast constructor, the timestamp only when
+    # there is one.
+    timestamp_ms = event.timestamp_ms
+    return new_result(
+        ticket.item,
+        event.status,
+        event.apns_id or getattr(ticket.item, "apns_id", None),
+        event.apns_unique_id,
+        reason,
+        None if timestamp_ms is None else PushResult.timestamp_from_ms(timestamp_ms),
+        error,
+        ticket.sends + ticket.connect_failures,
+        dict(event.headers),
+        event.body,
     )
 
 

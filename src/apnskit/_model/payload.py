@@ -4,9 +4,11 @@ Every rule here comes from Apple's "Generating a remote notification"
 (https://developer.apple.com/documentation/usernotifications/generating-a-remote-notification)
 and, for the Live Activity keys, "Starting and updating Live Activities with ActivityKit push
 notifications". Each class checks its fields against a table of
-:class:`~apnskit._model.rules.Rule` entries (field, check, message) in ``__post_init__``, then
+:class:`~apnskit._model.rules.Rule` entries (field, check, message) in ``__init__``, then
 converts the values it stores in another form (lists to tuples, times to epoch seconds, strings
 to enum members); the Live Activity rules, which tie several fields to the ``event``, follow.
+``Payload`` and ``Alert`` first test the common shape (plain strings, no Live Activity keys)
+with one expression, and walk their tables only when it fails (issue 13).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from types import MappingProxyType
 from typing import Any
 
 from apnskit._model.rules import Convert, Rule, RuleTable, epoch, fail
@@ -184,7 +187,11 @@ ALERT_RULES = RuleTable(
 )
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+# One call sets an instance's __dict__ past the frozen dataclass's __setattr__ (see __init__).
+_set_attr = object.__setattr__
+
+
+@dataclass(frozen=True, kw_only=True)
 class Alert:
     """The dictionary form of the ``alert`` aps key.
 
@@ -215,12 +222,82 @@ class Alert:
     action_loc_key: str | None = None
     """Localizable.strings key for the action button title (``action-loc-key``)."""
 
-    def __post_init__(self) -> None:
-        ALERT_RULES.apply(self, "payload.alert.")
+    def __init__(
+        self,
+        *,
+        title: str | None = None,
+        subtitle: str | None = None,
+        body: str | None = None,
+        launch_image: str | None = None,
+        title_loc_key: str | None = None,
+        title_loc_args: Sequence[str] | None = None,
+        subtitle_loc_key: str | None = None,
+        subtitle_loc_args: Sequence[str] | None = None,
+        loc_key: str | None = None,
+        loc_args: Sequence[str] | None = None,
+        action_loc_key: str | None = None,
+    ) -> None:
+        # Written out rather than generated: a frozen dataclass's __init__ calls
+        # object.__setattr__ once per field (about 1,300 instructions each); here the fields
+        # go in one dict that becomes the instance's __dict__.
+        _set_attr(
+            self,
+            "__dict__",
+            {
+                "title": title,
+                "subtitle": subtitle,
+                "body": body,
+                "launch_image": launch_image,
+                "title_loc_key": title_loc_key,
+                "title_loc_args": title_loc_args,
+                "subtitle_loc_key": subtitle_loc_key,
+                "subtitle_loc_args": subtitle_loc_args,
+                "loc_key": loc_key,
+                "loc_args": loc_args,
+                "action_loc_key": action_loc_key,
+            },
+        )
+        # The common alert (title, subtitle, body as plain strings, nothing else) keeps every
+        # rule and needs no conversion; anything else goes through the table, which has the
+        # last word (a chain of ``is`` holds when all are the same object, here None).
+        if not (
+            (title is None or type(title) is str)
+            and (subtitle is None or type(subtitle) is str)
+            and (body is None or type(body) is str)
+            and launch_image
+            is title_loc_key
+            is title_loc_args
+            is subtitle_loc_key
+            is subtitle_loc_args
+            is loc_key
+            is loc_args
+            is action_loc_key
+            is None
+        ):
+            ALERT_RULES.apply(self, "payload.alert.")
 
     def to_dict(self) -> dict[str, Any]:
         """Return the alert as Apple's dictionary, with hyphenated keys and no ``None`` values."""
         out: dict[str, Any] = {}
+        if (
+            self.launch_image
+            is self.title_loc_key
+            is self.title_loc_args
+            is self.subtitle_loc_key
+            is self.subtitle_loc_args
+            is self.loc_key
+            is self.loc_args
+            is self.action_loc_key
+            is None
+        ):
+            # Only title, subtitle and body may be set (the common alert): no lists to copy.
+            if self.title is not None:
+                out["title"] = self.title
+            if self.subtitle is not None:
+                out["subtitle"] = self.subtitle
+            if self.body is not None:
+                out["body"] = self.body
+            return out
         for name, key in _ALERT_KEYS:
             value = getattr(self, name)
             if value is not None:
@@ -324,6 +401,26 @@ _PAYLOAD_KEYS: tuple[tuple[str, str], ...] = (
     ("content_changed", "content-changed"),
 )
 _FIELD_BY_APS_KEY = {key: name for name, key in _PAYLOAD_KEYS}
+# Payload.to_dict writes out the first keys of _PAYLOAD_KEYS (to mutable-content).
+_FIRST_KEYS = 7
+
+
+def _aps_value(name: str, value: object) -> object:
+    """The JSON form of a set aps field (not None nor False)."""
+    if value is True:
+        # Apple spells these flags as 1, except content-changed, documented as true.
+        return True if name == "content_changed" else 1
+    if isinstance(value, (Alert, Sound)):
+        return value.to_dict()
+    if isinstance(value, enum.Enum):
+        return value.value
+    if name == "url_args":
+        return list(value)  # type: ignore[call-overload]
+    if isinstance(value, dict):
+        return dict(value)
+    return value
+
+
 # Keys that only make sense in a Live Activity push (they need an ``event``).
 _LIVE_ACTIVITY_FIELDS = (
     "timestamp",
@@ -419,7 +516,67 @@ PAYLOAD_RULES = RuleTable(
 )
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+# The default of Payload's ``custom``: no custom keys (stored as a new empty dict).
+_NO_CUSTOM: Mapping[str, Any] = MappingProxyType({})
+
+
+def _later_fields_unset(state: dict[str, Any]) -> bool:
+    """Whether the fields after the first keys (``_FIRST_KEYS``) are at their defaults."""
+    return (
+        state["input_push_token"] is state["content_changed"] is False
+        # A chain of `is` holds when all are the same object, here None (no generator).
+        and state["target_content_id"]
+        is state["interruption_level"]
+        is state["relevance_score"]
+        is state["filter_criteria"]
+        is state["url_args"]
+        is state["timestamp"]
+        is state["event"]
+        is state["content_state"]
+        is state["stale_date"]
+        is state["dismissal_date"]
+        is state["attributes_type"]
+        is state["attributes"]
+        is state["input_push_channel"]
+        is None
+    )
+
+
+def _is_common(state: dict[str, Any]) -> bool:
+    """Whether a payload's fields have the common shape, which keeps every rule.
+
+    Alert, badge, sound, thread ID, category and the two flags, each of the exact type the
+    rules allow; the other fields unset; custom keys in a plain dict of string keys. Stricter
+    than the rule table (a str subclass goes to the table, which has the last word).
+    """
+    alert = state["alert"]
+    badge = state["badge"]
+    sound = state["sound"]
+    thread_id = state["thread_id"]
+    category = state["category"]
+    custom = state["custom"]
+    return (
+        (alert is None or type(alert) is str or type(alert) is Alert)
+        and (badge is None or (type(badge) is int and badge >= 0))
+        and (sound is None or type(sound) is Sound or (type(sound) is str and sound != ""))
+        and (thread_id is None or type(thread_id) is str)
+        and (category is None or type(category) is str)
+        # bool cannot be subclassed: True and False are its only instances.
+        and type(state["content_available"]) is bool
+        and type(state["mutable_content"]) is bool
+        and _later_fields_unset(state)
+        and (
+            custom is _NO_CUSTOM
+            or (
+                type(custom) is dict
+                and "aps" not in custom
+                and all(type(key) is str for key in custom)
+            )
+        )
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
 class Payload:
     """A notification payload: the ``aps`` dictionary plus custom top-level keys.
 
@@ -479,9 +636,66 @@ class Payload:
     custom: Mapping[str, Any] = field(default_factory=dict)
     """Custom keys placed beside ``aps`` at the top level (a key named ``"aps"`` is an error)."""
 
-    def __post_init__(self) -> None:
-        PAYLOAD_RULES.apply(self, "payload.")
-        self._check_live_activity()
+    def __init__(
+        self,
+        *,
+        alert: str | Alert | None = None,
+        badge: int | None = None,
+        sound: str | Sound | None = None,
+        thread_id: str | None = None,
+        category: str | None = None,
+        content_available: bool = False,
+        mutable_content: bool = False,
+        target_content_id: str | None = None,
+        interruption_level: InterruptionLevel | str | None = None,
+        relevance_score: float | None = None,
+        filter_criteria: str | None = None,
+        url_args: Sequence[str] | None = None,
+        timestamp: int | datetime | None = None,
+        event: LiveActivityEvent | str | None = None,
+        content_state: Mapping[str, Any] | None = None,
+        stale_date: int | datetime | None = None,
+        dismissal_date: int | datetime | None = None,
+        attributes_type: str | None = None,
+        attributes: Mapping[str, Any] | None = None,
+        input_push_token: bool = False,
+        input_push_channel: str | None = None,
+        content_changed: bool = False,
+        custom: Mapping[str, Any] = _NO_CUSTOM,
+    ) -> None:
+        # Written out rather than generated, as Alert's: one dict becomes the __dict__.
+        state: dict[str, Any] = {
+            "alert": alert,
+            "badge": badge,
+            "sound": sound,
+            "thread_id": thread_id,
+            "category": category,
+            "content_available": content_available,
+            "mutable_content": mutable_content,
+            "target_content_id": target_content_id,
+            "interruption_level": interruption_level,
+            "relevance_score": relevance_score,
+            "filter_criteria": filter_criteria,
+            "url_args": url_args,
+            "timestamp": timestamp,
+            "event": event,
+            "content_state": content_state,
+            "stale_date": stale_date,
+            "dismissal_date": dismissal_date,
+            "attributes_type": attributes_type,
+            "attributes": attributes,
+            "input_push_token": input_push_token,
+            "input_push_channel": input_push_channel,
+            "content_changed": content_changed,
+            "custom": custom,
+        }
+        _set_attr(self, "__dict__", state)
+        if _is_common(state):
+            # Nothing to convert but custom, stored as a copy as the table's conversion does.
+            state["custom"] = {} if custom is _NO_CUSTOM else dict(custom)
+        else:
+            PAYLOAD_RULES.apply(self, "payload.")
+            self._check_live_activity()
 
     def _check_live_activity(self) -> None:
         event = self.event
@@ -520,22 +734,34 @@ class Payload:
     def to_dict(self) -> dict[str, Any]:
         """Return the payload as the JSON object APNs expects: ``{"aps": {...}, **custom}``."""
         aps: dict[str, Any] = {}
-        for name, key in _PAYLOAD_KEYS:
-            value = getattr(self, name)
-            if value is None or value is False:
-                continue
-            if value is True:
-                # Apple spells these flags as 1, except content-changed, documented as true.
-                value = True if name == "content_changed" else 1
-            elif isinstance(value, (Alert, Sound)):
-                value = value.to_dict()
-            elif isinstance(value, enum.Enum):
-                value = value.value
-            elif name == "url_args":
-                value = list(value)
-            elif isinstance(value, dict):
-                value = dict(value)
-            aps[key] = value
+        # The first keys, written out (a plain str or int is sent as it is), then the others
+        # in order when one is set. Read from the instance dict, whose values are Any to mypy
+        # (a chain of `is` across fields of different types is no error then).
+        state: dict[str, Any] = self.__dict__
+        value = state["alert"]
+        if value is not None:
+            aps["alert"] = value if type(value) is str else _aps_value("alert", value)
+        value = state["badge"]
+        if value is not None:
+            aps["badge"] = value if type(value) is int else _aps_value("badge", value)
+        value = state["sound"]
+        if value is not None:
+            aps["sound"] = value if type(value) is str else _aps_value("sound", value)
+        value = state["thread_id"]
+        if value is not None:
+            aps["thread-id"] = value if type(value) is str else _aps_value("thread_id", value)
+        value = state["category"]
+        if value is not None:
+            aps["category"] = value if type(value) is str else _aps_value("category", value)
+        if state["content_available"]:
+            aps["content-available"] = 1
+        if state["mutable_content"]:
+            aps["mutable-content"] = 1
+        if not _later_fields_unset(state):
+            for name, key in _PAYLOAD_KEYS[_FIRST_KEYS:]:
+                value = getattr(self, name)
+                if value is not None and value is not False:
+                    aps[key] = _aps_value(name, value)
         out: dict[str, Any] = {"aps": aps}
         out.update(self.custom)
         return out
