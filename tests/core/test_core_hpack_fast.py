@@ -16,7 +16,7 @@ from hpack.huffman import HuffmanEncoder
 from hpack.huffman_constants import REQUEST_CODES, REQUEST_CODES_LENGTH
 from hpack.huffman_table import decode_huffman
 
-from apnskit._core.hpack_codec import HeaderEncoder, HpackError, _decode_huffman
+from apnskit._core.hpack_codec import HeaderDecoder, HeaderEncoder, HpackError, _decode_huffman
 
 _ENCODER = HuffmanEncoder(REQUEST_CODES, REQUEST_CODES_LENGTH)
 
@@ -79,3 +79,79 @@ def test_encoder_index_cache_follows_insertions_and_evictions() -> None:
             ("apns-topic", rnd.choice(topics)),
         ]
         assert decoder.decode(encoder.encode(headers, indexable)) == headers
+
+
+def test_encode_request_is_encode_of_the_same_list_across_table_changes() -> None:
+    # encode_request reuses the bytes before and after :path while the table is unchanged.
+    # Against a reference encoder fed the same header lists through encode(): a stale reuse
+    # after an insertion, an eviction or a size change would give different bytes (or
+    # indices the peer's decoder does not have).
+    indexable = frozenset({":method", ":scheme", ":authority", "authorization", "apns-topic"})
+    cached, reference = HeaderEncoder(), HeaderEncoder()
+    decoder = Decoder()
+    rnd = random.Random(11)
+    heads = [((":method", m), (":scheme", "https"), (":authority", "h")) for m in ("POST", "GET")]
+    tokens = [None, "bearer " + "t" * 300, "bearer " + "u" * 300]
+    topics = [f"com.example.app{i}" for i in range(5)]
+    hits = 0
+    for step in range(600):
+        if step in (200, 400):
+            size = 700 if step == 200 else 4096
+            cached.set_max_table_size(size)
+            reference.set_max_table_size(size)
+            decoder.max_allowed_table_size = size
+        head = rnd.choice(heads)
+        authorization = rnd.choice(tokens)
+        headers: tuple[tuple[str, str], ...] | list[tuple[str, str]] = (
+            ("apns-push-type", "alert"),
+            ("apns-topic", rnd.choice(topics)),
+        )
+        if step % 7 == 0:
+            headers = list(headers)  # a list is not hashable: encoded without the cache
+        path = f"/3/device/{step:064x}"
+        full = [*head, (":path", path)]
+        if authorization is not None:
+            full.append(("authorization", authorization))
+        full.extend(headers)
+        hits += bool(cached._fragments.get((authorization, headers) if step % 7 else head))
+        block = cached.encode_request(head, path, authorization, headers, indexable)
+        assert block == reference.encode(full, indexable), step
+        assert decoder.decode(block) == full
+    assert hits > 200  # the cache really was used
+
+
+def test_encode_request_cache_is_bounded() -> None:
+    encoder = HeaderEncoder()
+    head = ((":method", "POST"),)
+    for i in range(1000):
+        # A header that changes on every request (literal, not indexed): a new key each time.
+        headers = (("apns-id", f"{i:032x}"),)
+        encoder.encode_request(head, "/3/device/00", None, headers, frozenset({":method"}))
+        assert len(encoder._fragments) <= 64
+
+
+def test_decoder_adds_nothing_to_a_table_of_size_zero() -> None:
+    # nginx sets its table size to 0 and still sends literals with incremental indexing
+    # (RFC 7541 section 4.4: an entry larger than the table leaves it empty).
+    decoder = HeaderDecoder()
+    server = b"\x76\x05nginx"  # literal with incremental indexing, static name 54 (server)
+    assert decoder.decode(b"\x20" + server + server) == [("server", "nginx")] * 2
+    # Back to 4096 (encoded 31 + 4065), then the first dynamic index: there is no entry.
+    with pytest.raises(HpackError, match="index 62, which does not exist"):
+        decoder.decode(b"\x3f\xe1\x1f\xbe")
+    # With room again, an insertion is kept and index 62 finds it.
+    assert decoder.decode(server + b"\xbe") == [("server", "nginx")] * 2
+
+
+@pytest.mark.parametrize(
+    "block",
+    [
+        b"\x40\x01a\x05ab",  # raw value shorter than its length
+        b"\x40\x01a\x85\xff",  # Huffman value shorter than its length
+        b"\x40\x01a",  # no value at all
+        b"\x40\x01a\x7f\x05ab",  # a long value (multi-byte length) cut short
+    ],
+)
+def test_truncated_values_are_compression_errors(block: bytes) -> None:
+    with pytest.raises(HpackError, match=r"runs past the end|ends in the middle"):
+        HeaderDecoder().decode(block)

@@ -251,6 +251,9 @@ class ApnsConnection:
             (":scheme", scheme),
             (":authority", authority),
         )
+        # (":method", m) and the constant pseudo-headers, per method (HeaderEncoder caches
+        # their encoding under this tuple).
+        self._request_heads: dict[str, tuple[tuple[str, str], ...]] = {}
         self._hold = hold_until_success
         self._succeeded = False
         self._out: list[bytes] = []
@@ -481,17 +484,22 @@ class ApnsConnection:
 
     def _write_headers(self, handle: RequestHandle) -> None:
         # Pseudo-headers first (section 8.3), then authorization and the APNs headers.
-        headers: list[tuple[str, str]] = [(":method", handle._method)]
-        headers.extend(self._constant_headers)
-        headers.append((":path", handle._path))
-        if handle._authorization is not None:
-            headers.append(("authorization", handle._authorization))
-        headers.extend(handle._headers)
-        block = self._encoder.encode(headers, _INDEXABLE)
+        head = self._request_heads.get(handle._method)
+        if head is None:
+            head = ((":method", handle._method), *self._constant_headers)
+            if len(self._request_heads) < 8:
+                self._request_heads[handle._method] = head
+        block = self._encoder.encode_request(
+            head, handle._path, handle._authorization, handle._headers, _INDEXABLE
+        )
         flags = FLAG_END_HEADERS if handle._body else FLAG_END_HEADERS | FLAG_END_STREAM
         max_frame = self._peer_max_frame
-        if len(block) <= max_frame:
-            self._out.append(_frame(HEADERS, flags, handle.stream_id, block))
+        length = len(block)
+        if length <= max_frame:
+            self._out.append(
+                _pack_header(length >> 8, length & 0xFF, HEADERS, flags, handle.stream_id)
+            )
+            self._out.append(block)
             return
         # Section 6.10: the rest of a large block goes in CONTINUATION frames, back to back.
         self._out.append(
@@ -512,6 +520,21 @@ class ApnsConnection:
         offset = handle._offset
         total = len(body)
         out = self._out
+        if (
+            not offset
+            and total <= self._send_window
+            and total <= handle._window
+            and total <= self._peer_max_frame
+        ):
+            # The common case: the whole body fits every window and one frame (section 6.9).
+            self._send_window -= total
+            handle._window -= total
+            out.append(
+                _pack_header(total >> 8, total & 0xFF, DATA, FLAG_END_STREAM, handle.stream_id)
+            )
+            out.append(body)
+            handle._offset = total
+            return True
         while offset < total:
             allowed = min(total - offset, self._send_window, handle._window, self._peer_max_frame)
             if allowed <= 0:
@@ -585,6 +608,15 @@ class ApnsConnection:
                     break
                 payload = buf[pos + 9 : stop]
                 pos = stop
+                if self._continuation is None and self._settings_received:
+                    # The frames of every response, handled without _handle_frame's checks
+                    # (which only matter before SETTINGS or inside a header block).
+                    if frame_type == HEADERS:
+                        self._handle_headers(flags, stream_id & 0x7FFFFFFF, payload, events)
+                        continue
+                    if frame_type == DATA:
+                        self._handle_data(flags, stream_id & 0x7FFFFFFF, payload, events)
+                        continue
                 self._handle_frame(frame_type, flags, stream_id & 0x7FFFFFFF, payload, now, events)
                 if self._is_terminated():
                     break
@@ -700,8 +732,11 @@ class ApnsConnection:
     def _handle_headers(
         self, flags: int, stream_id: int, payload: bytes, events: list[Event]
     ) -> None:
-        self._check_server_stream(stream_id, "HEADERS")
-        fragment = self._strip_padding(flags, payload, "HEADERS")
+        if stream_id == 0 or not stream_id & 1 or stream_id >= self._next_stream_id:
+            self._check_server_stream(stream_id, "HEADERS")
+        fragment = (
+            self._strip_padding(flags, payload, "HEADERS") if flags & FLAG_PADDED else payload
+        )
         if flags & FLAG_PRIORITY:
             if len(fragment) < 5:
                 raise RemoteProtocolError(
@@ -778,7 +813,8 @@ class ApnsConnection:
             self._complete(handle, events)
 
     def _handle_data(self, flags: int, stream_id: int, payload: bytes, events: list[Event]) -> None:
-        self._check_server_stream(stream_id, "DATA")
+        if stream_id == 0 or not stream_id & 1 or stream_id >= self._next_stream_id:
+            self._check_server_stream(stream_id, "DATA")
         length = len(payload)
         # Flow control counts the whole frame payload, padding included (section 6.9.1).
         self._recv_window -= length

@@ -20,8 +20,9 @@ size updates included, because its table has to stay in step with the peer's enc
 
 from __future__ import annotations
 
+import contextlib
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from hpack import huffman_table
 from hpack.table import HeaderTable
@@ -43,6 +44,8 @@ _STATIC_LEN = len(_STATIC)  # 61
 _STATIC_NAME_INDEX: dict[str, int] = {}
 for _i, (_name, _value) in enumerate(_STATIC, start=1):
     _STATIC_NAME_INDEX.setdefault(_name, _i)
+# Most entries HeaderEncoder.encode_request keeps (a batch needs two).
+_FRAGMENTS_MAX = 64
 _STATIC_FULL_INDEX: dict[tuple[str, str], int] = {
     pair: i for i, pair in reversed(list(enumerate(_STATIC, start=1)))
 }
@@ -86,6 +89,7 @@ class HeaderEncoder:
 
     __slots__ = (
         "_entries",
+        "_fragments",
         "_index",
         "_indexed",
         "_inserted",
@@ -93,6 +97,7 @@ class HeaderEncoder:
         "_max_size",
         "_pending_updates",
         "_size",
+        "_table_changes",
     )
 
     def __init__(self) -> None:
@@ -110,6 +115,13 @@ class HeaderEncoder:
         # how many entries were inserted since, so every insertion or eviction clears it;
         # it holds at most the table's entries plus the static ones used.
         self._indexed: dict[tuple[str, str], bytes] = {}
+        # encode_request's cache: the encoded block before and after ``:path`` (the pseudo-
+        # headers, then authorization and the APNs headers), keyed by what they encode. Like
+        # _indexed, valid only while the table is unchanged, so cleared with it.
+        self._fragments: dict[object, bytes] = {}
+        # Counts table changes (insertions, evictions, size changes): an encoding made while
+        # it stays the same referenced only entries that still have the same index.
+        self._table_changes = 0
 
     @property
     def table_size(self) -> int:
@@ -134,6 +146,8 @@ class HeaderEncoder:
 
     def _evict(self, room: int) -> None:
         self._indexed.clear()
+        self._fragments.clear()
+        self._table_changes += 1
         limit = self._max_size - room
         entries = self._entries
         while entries and self._size > limit:
@@ -189,6 +203,63 @@ class HeaderEncoder:
             append(prefix)
             append(_encode_string(value))
         return b"".join(parts)
+
+    def encode_request(
+        self,
+        head: tuple[tuple[str, str], ...],
+        path: str,
+        authorization: str | None,
+        headers: Sequence[tuple[str, str]],
+        indexable: frozenset[str],
+    ) -> bytes:
+        """Encode ``head``, ``:path``, ``authorization`` (if any) and ``headers``, in that order.
+
+        The same block as :meth:`encode` of those headers. Across a batch only the path
+        (the device token) changes: once the repeating headers are in the table, the parts
+        before and after the path are the same bytes every time (section 6.1 indices), so
+        they are reused while the table does not change.
+        """
+        fragments = self._fragments
+        try:
+            tail = fragments.get((authorization, headers))
+        except TypeError:  # headers given as a list: not hashable, so not cached
+            tail = None
+        start = fragments.get(head)
+        if start is None or tail is None:
+            return self._encode_request_parts(head, path, authorization, headers, indexable)
+        return start + self._path_literal(path) + tail
+
+    def _encode_request_parts(
+        self,
+        head: tuple[tuple[str, str], ...],
+        path: str,
+        authorization: str | None,
+        headers: Sequence[tuple[str, str]],
+        indexable: frozenset[str],
+    ) -> bytes:
+        fragments = self._fragments
+        if len(fragments) >= _FRAGMENTS_MAX:
+            # Bounded: a header that changes on every request (an apns-id, say) would
+            # otherwise add an entry per request.
+            fragments.clear()
+        cacheable = not self._pending_updates
+        changes = self._table_changes
+        start = self.encode(head, indexable)
+        if cacheable and changes == self._table_changes:
+            fragments[head] = start
+        changes = self._table_changes
+        tail_headers = list(headers)
+        if authorization is not None:
+            tail_headers.insert(0, ("authorization", authorization))
+        tail = self.encode(tail_headers, indexable)
+        if changes == self._table_changes:
+            with contextlib.suppress(TypeError):  # unhashable headers: not cached
+                fragments[(authorization, headers)] = tail
+        return start + self._path_literal(path) + tail
+
+    def _path_literal(self, path: str) -> bytes:
+        # RFC 7541 section 6.2.2: literal without indexing, static name 4 (:path).
+        return b"\x04" + _encode_string(path)
 
     def _insert(self, name: str, value: str) -> bytes:
         # RFC 7541 section 6.2.1: literal with incremental indexing, 01xxxxxx.
@@ -258,6 +329,17 @@ class HeaderDecoder:
             _, _, size = self._entries.pop()
             self._size -= size
 
+    def _size_update(self, block: bytes, pos: int) -> int:
+        size, pos = _decode_integer(block, pos, 5)
+        if size > self._settings_max:
+            raise HpackError(
+                f"dynamic table size update to {size} exceeds our "
+                f"SETTINGS_HEADER_TABLE_SIZE of {self._settings_max}"
+            )
+        self._max_size = size
+        self._shrink()
+        return pos
+
     def decode(self, block: bytes) -> list[tuple[str, str]]:
         """Decode one complete header block into (name, value) pairs.
 
@@ -268,6 +350,7 @@ class HeaderDecoder:
         # are inlined and the rest handed to the general helpers.
         headers: list[tuple[str, str]] = []
         append = headers.append
+        huffman_get = _huffman_cache.get
         pos = 0
         end = len(block)
         allow_size_update = True
@@ -296,14 +379,7 @@ class HeaderDecoder:
                     # Dynamic table size update (section 6.3): only at the start of a block.
                     if not allow_size_update:
                         raise HpackError("dynamic table size update after a header field")
-                    size, pos = _decode_integer(block, pos, 5)
-                    if size > self._settings_max:
-                        raise HpackError(
-                            f"dynamic table size update to {size} exceeds our "
-                            f"SETTINGS_HEADER_TABLE_SIZE of {self._settings_max}"
-                        )
-                    self._max_size = size
-                    self._shrink()
+                    pos = self._size_update(block, pos)
                     continue
                 else:
                     # Literal without indexing / never indexed (sections 6.2.2, 6.2.3).
@@ -318,8 +394,26 @@ class HeaderDecoder:
                     name = _STATIC[index - 1][0] if index <= _STATIC_LEN else self._lookup(index)[0]
                 else:
                     name, pos = _decode_string(block, pos)
-                value, pos = _decode_string(block, pos)
-                if indexing:
+                # The value, inlined for the short strings (length below 127) every response
+                # has; _decode_string does the rest (section 5.2).
+                first = block[pos]
+                length = first & 0x7F
+                if length == 0x7F:
+                    value, pos = _decode_string(block, pos)
+                else:
+                    pos += 1
+                    stop = pos + length
+                    if stop > end:
+                        raise HpackError("HPACK string runs past the end of the header block")
+                    raw = block[pos:stop]
+                    pos = stop
+                    if first & 0x80:
+                        value = huffman_get(raw) or _decode_huffman_text(raw)
+                    else:
+                        value = raw.decode("utf-8", "surrogateescape")
+                if indexing and self._max_size:
+                    # With a table size of 0 (nginx asks for it) every entry is larger than
+                    # the table, and adding one leaves the already empty table empty (4.4).
                     self._add(name, value)
                 append((name, value))
         except IndexError:
@@ -358,18 +452,22 @@ def _decode_string(block: bytes, pos: int) -> tuple[str, int]:
         raise HpackError("HPACK string runs past the end of the header block")
     raw = block[pos:stop]
     if first & 0x80:
-        # Most Huffman strings repeat (server, date, content-length, reason headers...);
-        # only the apns-id is new on every response. Remember recent ones.
-        text = _huffman_cache.get(raw)
-        if text is None:
-            text = _decode_huffman(raw).decode("utf-8", "surrogateescape")
-            # Bounded in entries and in entry size, so a hostile server cannot make it big.
-            if len(raw) <= _HUFFMAN_CACHE_MAX_LEN:
-                if len(_huffman_cache) >= _HUFFMAN_CACHE_SIZE:
-                    _huffman_cache.clear()
-                _huffman_cache[raw] = text
-        return text, stop
+        return _huffman_cache.get(raw) or _decode_huffman_text(raw), stop
     return raw.decode("utf-8", "surrogateescape"), stop
+
+
+def _decode_huffman_text(raw: bytes) -> str:
+    """Decode a Huffman-coded string (section 5.2) that is not in the cache, and cache it."""
+    text = _decode_huffman(raw).decode("utf-8", "surrogateescape")
+    # Most Huffman strings repeat (server, date, content-type, reason headers...); only the
+    # apns-id is new on every response. Remember recent ones, bounded in entries and in
+    # entry size, so a hostile server cannot make the cache big. (An empty string is never
+    # looked up twice: ``get(raw) or ...`` decodes it again, which costs nothing.)
+    if len(raw) <= _HUFFMAN_CACHE_MAX_LEN:
+        if len(_huffman_cache) >= _HUFFMAN_CACHE_SIZE:
+            _huffman_cache.clear()
+        _huffman_cache[raw] = text
+    return text
 
 
 def _octets(text: str) -> int:
