@@ -7,6 +7,8 @@ import ssl
 import struct
 import time
 
+import anyio
+
 import apnskit
 from apnskit.testing import MockApnsServer
 
@@ -68,3 +70,31 @@ def _notification() -> apnskit.Notification:
     return apnskit.Notification(
         "ab" * 32, {"aps": {"alert": "x"}}, topic="com.example.app", apns_id=str(uuid.uuid4())
     )
+
+
+def test_server_keeps_serving_after_a_peer_leaves_mid_write(monkeypatch) -> None:
+    # anyio's TLSStream.send raises EndOfStream when the peer closed its TLS session while a
+    # reply was going out. That once stopped the whole server (every later client refused).
+    # Timing a real close into the middle of a write is a race, so the first write fails so.
+    from apnskit.testing import _mock_server
+
+    real_flush = _mock_server._Link.flush
+    failed: list[bool] = []
+
+    async def flush_once_gone(self: _mock_server._Link) -> None:
+        if not failed:
+            failed.append(True)
+            raise anyio.EndOfStream
+        await real_flush(self)
+
+    monkeypatch.setattr(_mock_server._Link, "flush", flush_once_gone)
+    with MockApnsServer() as server:
+        credentials = server.apns_token_credentials()
+        with apnskit.PushClient(
+            credentials, host=server.host, port=server.port, ca_file=str(server.ca_file)
+        ) as client:
+            result = client.send(
+                apnskit.Notification("ab" * 32, {"aps": {"alert": "x"}}, topic="com.example.app")
+            )
+        assert failed
+        assert result.accepted, result

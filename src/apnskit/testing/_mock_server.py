@@ -755,7 +755,16 @@ class MockApnsServer:
         return f"<MockApnsServer {where} auth={self.auth} environment={self.environment.value}>"
 
 
-_DISCONNECTS = (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError, ssl.SSLError)
+# anyio's TLS stream raises EndOfStream from send() too, when the peer closed its TLS session
+# while a reply was going out (a Celery worker killed mid-campaign did this): one client
+# leaving must never stop the server.
+_DISCONNECTS = (
+    OSError,
+    anyio.BrokenResourceError,
+    anyio.ClosedResourceError,
+    anyio.EndOfStream,
+    ssl.SSLError,
+)
 
 
 def _is_disconnect(exc: BaseException) -> bool:
