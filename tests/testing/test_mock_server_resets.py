@@ -26,18 +26,22 @@ def _reset_connection(server: MockApnsServer) -> None:
     sock.close()
 
 
+def _send_one(server: MockApnsServer) -> apnskit.PushResult:
+    credentials = server.apns_token_credentials()
+    with apnskit.PushClient(
+        credentials, host=server.host, port=server.port, ca_file=str(server.ca_file)
+    ) as client:
+        return client.send(
+            apnskit.Notification("ab" * 32, {"aps": {"alert": "x"}}, topic="com.example.app")
+        )
+
+
 def test_server_keeps_serving_after_client_resets() -> None:
     with MockApnsServer() as server:
         for _ in range(3):
             _reset_connection(server)
         time.sleep(0.1)
-        credentials = server.apns_token_credentials()
-        with apnskit.PushClient(
-            credentials, host=server.host, port=server.port, ca_file=str(server.ca_file)
-        ) as client:
-            result = client.send(
-                apnskit.Notification("ab" * 32, {"aps": {"alert": "x"}}, topic="com.example.app")
-            )
+        result = _send_one(server)
         assert result.accepted
 
 
@@ -89,12 +93,6 @@ def test_server_keeps_serving_after_a_peer_leaves_mid_write(monkeypatch) -> None
 
     monkeypatch.setattr(_mock_server._Link, "flush", flush_once_gone)
     with MockApnsServer() as server:
-        credentials = server.apns_token_credentials()
-        with apnskit.PushClient(
-            credentials, host=server.host, port=server.port, ca_file=str(server.ca_file)
-        ) as client:
-            result = client.send(
-                apnskit.Notification("ab" * 32, {"aps": {"alert": "x"}}, topic="com.example.app")
-            )
+        result = _send_one(server)
         assert failed
         assert result.accepted, result
