@@ -34,9 +34,71 @@ def test_a_held_wake_up_opens_only_when_the_batch_is_released() -> None:
     assert wakeup.signalled
     assert batch.count == 1  # on its way, as far as the driver's writes are concerned
     assert not wakeup.sleep(0)  # held: the gate is still shut
-    batch.release()  # the driver is about to sleep in the poller
+    batch.pass_on()  # the driver is about to sleep in the poller
     assert wakeup.sleep(0)
     assert wakeup.awake()
+    assert batch.count == 0
+
+
+def _held_sleepers(batch: WakeBatch, count: int) -> list[SyncWakeup]:
+    # ``count`` threads asleep whose notifications the driver's read just finished.
+    sleepers = [SyncWakeup() for _ in range(count)]
+    batch.holding = True
+    for wakeup in sleepers:
+        wakeup.prepare(batch)
+    for wakeup in sleepers:
+        wakeup.set()
+    return sleepers
+
+
+def test_held_callers_are_woken_one_after_the_other() -> None:
+    # Woken all at once they would fight for the GIL (a futex wait and two context switches
+    # more each); in turn, each woken caller wakes the next when it is back under the lock.
+    batch = WakeBatch()
+    first, second, third = _held_sleepers(batch, 3)
+    assert batch.count == 3
+    assert not any(w.sleep(0) for w in (first, second, third))
+    batch.pass_on()  # the driver, before it sleeps in the poller
+    batch.pass_on()  # again (the driver looped): still only one on its way
+    assert first.sleep(0)
+    assert not second.sleep(0)
+    assert first.awake()  # the first is back under the lock...
+    batch.pass_on()  # ...and passes the turn on
+    assert second.sleep(0)
+    assert not third.sleep(0)
+    assert second.awake()
+    batch.pass_on()
+    assert third.sleep(0)
+    assert third.awake()
+    assert batch.count == 0
+    assert not batch.held
+    batch.pass_on()  # nothing left: a no-op
+
+
+def test_a_held_caller_that_wakes_on_its_own_leaves_the_queue() -> None:
+    # A send_many() caller's recheck timeout (or an interrupt) ends its sleep while it is
+    # still held: it must leave the queue, or the turn would be passed to a gate nobody
+    # waits on and the count of callers on their way would never match the queue again.
+    batch = WakeBatch()
+    first, second = _held_sleepers(batch, 2)
+    assert second.awake()  # back without its gate opened
+    assert list(batch.held) == [first]
+    assert batch.count == 1
+    batch.pass_on()
+    assert first.sleep(0)
+    assert first.awake()
+    assert batch.count == 0
+    second.prepare(batch)  # sleeps again: no stale signal left behind
+    assert not second.sleep(0)
+
+
+def test_the_driver_stepping_down_wakes_every_held_caller_at_once() -> None:
+    batch = WakeBatch()
+    sleepers = _held_sleepers(batch, 3)
+    batch.pass_on()
+    batch.release()  # nobody will pass the turn on for them any more
+    assert all(w.sleep(0) for w in sleepers)
+    assert all(w.awake() for w in sleepers)
     assert batch.count == 0
 
 
@@ -63,6 +125,7 @@ def test_a_caller_back_before_its_held_release_is_not_woken_twice() -> None:
     assert wakeup.awake()
     assert batch.count == 0
     wakeup.prepare(batch)  # sleeps again
+    batch.pass_on()
     batch.release()
     assert not wakeup.sleep(0)
     batch.holding = False
