@@ -16,7 +16,7 @@ import pytest
 from client_support import FAST_RETRY, Client, echo, notification, token_credentials
 
 import apnskit
-from apnskit._clients.sync_driver import SyncWakeup, WakeBatch
+from apnskit._clients.sync_driver import FdGate, LockGate, SyncWakeup, WakeBatch
 from apnskit.testing import FakeTransport, Fault
 
 pytestmark = pytest.mark.anyio
@@ -34,15 +34,23 @@ def test_a_held_wake_up_opens_only_when_the_batch_is_released() -> None:
     assert wakeup.signalled
     assert batch.count == 1  # on its way, as far as the driver's writes are concerned
     assert not wakeup.sleep(0)  # held: the gate is still shut
-    batch.pass_on()  # the driver is about to sleep in the poller
+    turn = batch.pass_on()  # the driver is about to sleep in the poller
+    assert turn is wakeup
+    turn.wake()  # once it let go of the client's lock
     assert wakeup.sleep(0)
     assert wakeup.awake()
     assert batch.count == 0
 
 
-def _held_sleepers(batch: WakeBatch, count: int) -> list[SyncWakeup]:
+# Each sleeping thread has a gate of its own: these stand for several threads.
+GATES = [pytest.param(FdGate, id="fd"), pytest.param(LockGate, id="lock")]
+
+
+def _held_sleepers(
+    batch: WakeBatch, count: int, gate: Callable[[], FdGate | LockGate]
+) -> list[SyncWakeup]:
     # ``count`` threads asleep whose notifications the driver's read just finished.
-    sleepers = [SyncWakeup() for _ in range(count)]
+    sleepers = [SyncWakeup(gate()) for _ in range(count)]
     batch.holding = True
     for wakeup in sleepers:
         wakeup.prepare(batch)
@@ -51,40 +59,54 @@ def _held_sleepers(batch: WakeBatch, count: int) -> list[SyncWakeup]:
     return sleepers
 
 
-def test_held_callers_are_woken_one_after_the_other() -> None:
+@pytest.mark.parametrize("gate", GATES)
+def test_held_callers_are_woken_one_after_the_other(gate: Callable[[], FdGate | LockGate]) -> None:
     # Woken all at once they would fight for the GIL (a futex wait and two context switches
-    # more each); in turn, each woken caller wakes the next when it is back under the lock.
+    # more each); in turn, each woken caller wakes the next just before it sleeps again.
     batch = WakeBatch()
-    first, second, third = _held_sleepers(batch, 3)
+    first, second, third = _held_sleepers(batch, 3, gate)
     assert batch.count == 3
     assert not any(w.sleep(0) for w in (first, second, third))
-    batch.pass_on()  # the driver, before it sleeps in the poller
-    batch.pass_on()  # again (the driver looped): still only one on its way
+    turn = batch.pass_on()  # the driver, before it sleeps in the poller
+    assert turn is first
+    assert batch.pass_on() is None  # the driver looped: still only one on its way
+    turn.wake()
     assert first.sleep(0)
     assert not second.sleep(0)
     assert first.awake()  # the first is back under the lock...
-    batch.pass_on()  # ...and passes the turn on
+    first.prepare(batch)  # ...and goes to sleep again (its next send)
+    turn = batch.pass_on()  # passing the turn on
+    assert turn is second
+    turn.wake()
     assert second.sleep(0)
     assert not third.sleep(0)
     assert second.awake()
-    batch.pass_on()
+    turn = batch.pass_on()  # the second leaves (its send() returns): it passes it on too
+    assert turn is third
+    turn.wake()
     assert third.sleep(0)
     assert third.awake()
     assert batch.count == 0
     assert not batch.held
-    batch.pass_on()  # nothing left: a no-op
+    assert batch.pass_on() is None  # nothing left
+    assert not first.sleep(0)  # asleep again, nothing for it
 
 
-def test_a_held_caller_that_wakes_on_its_own_leaves_the_queue() -> None:
+@pytest.mark.parametrize("gate", GATES)
+def test_a_held_caller_that_wakes_on_its_own_leaves_the_queue(
+    gate: Callable[[], FdGate | LockGate],
+) -> None:
     # A send_many() caller's recheck timeout (or an interrupt) ends its sleep while it is
     # still held: it must leave the queue, or the turn would be passed to a gate nobody
     # waits on and the count of callers on their way would never match the queue again.
     batch = WakeBatch()
-    first, second = _held_sleepers(batch, 2)
+    first, second = _held_sleepers(batch, 2, gate)
     assert second.awake()  # back without its gate opened
     assert list(batch.held) == [first]
     assert batch.count == 1
-    batch.pass_on()
+    turn = batch.pass_on()
+    assert turn is first
+    turn.wake()
     assert first.sleep(0)
     assert first.awake()
     assert batch.count == 0
@@ -92,14 +114,17 @@ def test_a_held_caller_that_wakes_on_its_own_leaves_the_queue() -> None:
     assert not second.sleep(0)
 
 
-def test_the_driver_stepping_down_wakes_every_held_caller_at_once() -> None:
+@pytest.mark.parametrize("gate", GATES)
+def test_the_driver_stepping_down_wakes_every_held_caller_at_once(
+    gate: Callable[[], FdGate | LockGate],
+) -> None:
     batch = WakeBatch()
-    sleepers = _held_sleepers(batch, 3)
-    batch.pass_on()
+    sleepers = _held_sleepers(batch, 3, gate)
     batch.release()  # nobody will pass the turn on for them any more
     assert all(w.sleep(0) for w in sleepers)
     assert all(w.awake() for w in sleepers)
     assert batch.count == 0
+    assert batch.pass_on() is None
 
 
 def test_a_wake_up_outside_a_driver_session_opens_at_once() -> None:
@@ -125,7 +150,7 @@ def test_a_caller_back_before_its_held_release_is_not_woken_twice() -> None:
     assert wakeup.awake()
     assert batch.count == 0
     wakeup.prepare(batch)  # sleeps again
-    batch.pass_on()
+    assert batch.pass_on() is None
     batch.release()
     assert not wakeup.sleep(0)
     batch.holding = False

@@ -29,8 +29,13 @@ driving or had just been handed the driver role, the role passes to another wait
 from __future__ import annotations
 
 import contextlib
+import math
+import os
+import select
+import sys
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -76,15 +81,17 @@ class WakeBatch:
         self.holding = False
         self.held: deque[SyncWakeup] = deque()
 
-    def pass_on(self) -> None:
-        """Under the client's lock: wake the next caller held back, unless one is on its way.
+    def pass_on(self) -> SyncWakeup | None:
+        """Under the client's lock: the next caller held back, unless one is on its way.
 
-        The one on its way passes the turn on as soon as it is back under the lock
-        (:meth:`SyncDriver._wait`), so exactly one woken caller at a time is on its way.
+        The caller of this wakes it (:meth:`SyncWakeup.wake`) once it let go of the lock, as
+        late as it can: just before it sleeps, or leaves. The one woken passes the turn on in
+        the same way, so one woken caller at a time is on its way.
         """
         held = self.held
         if held and self.count == len(held):
-            held.popleft().release_held()
+            return held.popleft().unhold()
+        return None
 
     def release(self) -> None:
         """Under the client's lock: wake every caller held back (the driver steps down)."""
@@ -98,20 +105,111 @@ class WakeBatch:
 HELD_RECHECK = 0.01
 
 
+class LockGate:
+    """A sleeping thread's gate as a bare lock: held while shut, released to wake the thread.
+
+    Far cheaper than a ``threading.Event`` (a Python-level condition variable that allocates a
+    lock per wait). Used where :class:`FdGate` is not available.
+    """
+
+    __slots__ = ("_lock",)
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._lock.acquire()
+
+    def open(self) -> None:
+        """Wake the thread sleeping in :meth:`wait` (or let its next wait return at once)."""
+        self._lock.release()
+
+    def wait(self, timeout: float | None) -> bool:
+        """Block until :meth:`open` or ``timeout``; True if opened (the gate shuts again)."""
+        return self._lock.acquire(True, -1 if timeout is None else timeout)
+
+
+class FdGate:
+    """A sleeping thread's gate as a file descriptor (an eventfd, or a pipe): one per thread.
+
+    What it buys over :class:`LockGate` is where the GIL is: ``os.write`` lets go of it before
+    the system call that wakes the sleeper, so the woken thread finds it free instead of
+    waking, finding it taken and sleeping again on it (a futex wait and two context switches
+    more per send, with 50 threads calling send()). It is kept for the thread's lifetime
+    (created on its first wait, closed when the thread ends) so a send costs no descriptor.
+
+    A write may come after the sleeper stopped waiting (a timeout): the next wait then
+    returns at once, which the caller's loop tolerates (it checks its predicate again).
+    """
+
+    __slots__ = ("__weakref__", "_poll", "_read", "_token", "_write")
+
+    def __init__(self) -> None:
+        eventfd = getattr(os, "eventfd", None)  # Linux, Python >= 3.10
+        if eventfd is not None:
+            self._read = self._write = eventfd(0, getattr(os, "EFD_CLOEXEC", 0))
+            self._token = (1).to_bytes(8, sys.byteorder)
+        else:
+            self._read, self._write = os.pipe()
+            self._token = b"\0"
+        self._poll: Any = None  # a select.poll, made on the first timed wait
+        weakref.finalize(self, _close_fds, self._read, self._write)
+
+    def open(self) -> None:
+        """Wake the thread sleeping in :meth:`wait` (or let its next wait return at once)."""
+        os.write(self._write, self._token)
+
+    def wait(self, timeout: float | None) -> bool:
+        """Block until :meth:`open` or ``timeout``; True if opened (the gate shuts again)."""
+        if timeout is not None:
+            if self._poll is None:
+                self._poll = select.poll()
+                self._poll.register(self._read, select.POLLIN)
+            if not self._poll.poll(max(0, math.ceil(timeout * 1000))):
+                return False
+        os.read(self._read, 64)  # every pending wake-up at once
+        return True
+
+
+def _close_fds(read: int, write: int) -> None:
+    os.close(read)
+    if write != read:
+        os.close(write)
+
+
+_gates = threading.local()
+
+
+def _forget_gate_after_fork() -> None:
+    # A forked child must not share its parent's descriptor (a wake-up for one process could
+    # be read by the other): the thread that forked gets a gate of its own on its next wait.
+    _gates.gate = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_gate_after_fork)
+
+
+def thread_gate() -> FdGate | LockGate:
+    """The calling thread's gate: an :class:`FdGate` kept for the thread where possible."""
+    gate: FdGate | LockGate | None = getattr(_gates, "gate", None)
+    if gate is None:
+        gate = FdGate() if hasattr(select, "poll") else LockGate()
+        _gates.gate = gate
+    return gate
+
+
 class SyncWakeup:
     """A waiting caller's mailbox: the dispatcher appends its finished tickets and wakes it.
 
-    Every method but :meth:`sleep` runs under the client's lock. The wake-up itself is a bare
-    lock (held while nothing is signalled, released by :meth:`set`): far cheaper than a
-    ``threading.Event``, a Python-level condition variable that allocates a lock per wait.
-    Invariant: the gate is open only while ``signalled``.
+    Every method but :meth:`sleep` and :meth:`wake` runs under the client's lock. The wake-up
+    itself opens the calling thread's gate (:func:`thread_gate`), and only while the thread
+    sleeps in the client (between :meth:`prepare` and :meth:`awake`): it checks its predicate
+    under the lock before sleeping, so a signal meanwhile is seen without one.
     """
 
     __slots__ = ("_gate", "_held", "batch", "signalled", "tickets")
 
-    def __init__(self) -> None:
-        self._gate = threading.Lock()
-        self._gate.acquire()
+    def __init__(self, gate: FdGate | LockGate | None = None) -> None:
+        self._gate = thread_gate() if gate is None else gate
         self.signalled = False
         self._held = False  # signalled, the gate still shut: a WakeBatch opens it later
         self.tickets: deque[Ticket] = deque()
@@ -121,7 +219,7 @@ class SyncWakeup:
     def append(self, ticket: Ticket) -> None:
         """Take a finished ticket in and wake the caller (the dispatcher's ``on_done``)."""
         self.tickets.append(ticket)
-        # A bulk send finishes thousands of tickets per batch: one release for them all.
+        # A bulk send finishes thousands of tickets per batch: one wake-up for them all.
         if not self.signalled:
             self.set()
 
@@ -132,30 +230,41 @@ class SyncWakeup:
         self.signalled = True
         batch = self.batch
         if batch is None:
-            self._gate.release()
-            return
+            return  # not sleeping: it sees ``signalled`` before it would
         batch.count += 1
         if batch.holding:
             self._held = True
             batch.held.append(self)
         else:
-            self._gate.release()
+            self._gate.open()
 
     def release_held(self) -> None:
         """Open the gate if :meth:`set` held it shut (:meth:`WakeBatch.release`)."""
         if self._held:
             self._held = False
-            self._gate.release()
+            self._gate.open()
+
+    def unhold(self) -> SyncWakeup:
+        """Under the lock: no longer held back (:meth:`WakeBatch.pass_on` took it)."""
+        self._held = False
+        return self
+
+    def wake(self) -> None:
+        """Open the gate of a caller :meth:`WakeBatch.pass_on` took (outside the lock)."""
+        self._gate.open()
 
     def prepare(self, batch: WakeBatch) -> None:
         """Before sleeping: forget an earlier signal, and count in ``batch`` when woken."""
         self.signalled = self._held = False
-        self._gate.acquire(False)  # take back a signal never slept on
         self.batch = batch
 
     def sleep(self, timeout: float | None) -> bool:
-        """Block (without the client's lock) until :meth:`set` or ``timeout``; True if set."""
-        return self._gate.acquire(True, -1 if timeout is None else timeout)
+        """Block (without the client's lock) until woken or ``timeout``; True if woken.
+
+        It may return True without a signal (one meant for an earlier wait): callers check
+        their predicate again.
+        """
+        return self._gate.wait(timeout)
 
     def awake(self) -> bool:
         """After sleeping: True if it was woken (then no longer counted as on its way)."""
@@ -294,21 +403,18 @@ class SyncDriver(ClientBase):
         only those concerned (not every thread on every batch) keeps many threads cheap.
         """
         poke = False
+        turn: SyncWakeup | None = None  # the next caller held back, ours to wake
         while True:
             with self._lock:
                 if wakeup.awake():
                     poke = self._caller_back()
-                    # Wake the next caller held back now, not as we go to sleep: woken while
-                    # we hold the GIL, it queues behind us and runs as we block. Woken just
-                    # before we block, it preempts us and waits on the GIL anyway: on Linux,
-                    # two more context switches per send.
-                    self._batch.pass_on()
                 if done() or self._dispatcher.closed:
                     # After close() nobody drives; close() ended every ticket already, so a
                     # predicate still false (a send_many waiting for room) has nothing to wait
                     # for.
                     self._waiters.discard(wakeup)
                     self._hand_over()
+                    turn = self._batch.pass_on()
                     break
                 # Between close() starting and its ending every ticket, nobody drives either.
                 drive = not self._driving and not self._closed
@@ -320,10 +426,16 @@ class SyncDriver(ClientBase):
                 else:
                     self._waiters.add(wakeup)
                     wakeup.prepare(self._batch)
+                    turn = self._batch.pass_on()
             if poke:
                 poke = False
                 self._poller.wake()
             if not drive:
+                if turn is not None:
+                    # Wake the next caller held back as late as we can, just before we sleep:
+                    # it finds the GIL free (FdGate) instead of sleeping again on it.
+                    turn.wake()
+                    turn = None
                 try:
                     wakeup.sleep(recheck)
                 except BaseException:
@@ -333,10 +445,12 @@ class SyncDriver(ClientBase):
                     with self._lock:
                         self._waiters.discard(wakeup)
                         poke = wakeup.awake() and self._caller_back()
-                        self._batch.pass_on()  # it may have been our turn to pass on
+                        turn = self._batch.pass_on()  # it may have been our turn to
                         self._hand_over()
                     if poke:
                         self._poller.wake()
+                    if turn is not None:
+                        turn.wake()
                     raise
                 continue
             try:
@@ -346,11 +460,17 @@ class SyncDriver(ClientBase):
                     self._driving = False
                     self._driver_thread = None
                     self._batch.holding = False
-                    self._batch.release()
+                    # The callers held back go on waking one another without a driver.
+                    turn = self._batch.pass_on()
                     self._hand_over()
                     self._cond.notify_all()  # close() may be waiting for the step-down
+                if turn is not None:
+                    turn.wake()
+                    turn = None
         if poke:
             self._poller.wake()
+        if turn is not None:
+            turn.wake()
 
     def _caller_back(self) -> bool:
         """Under the lock, when a woken caller is back: True if the driver must be woken now.
@@ -382,9 +502,15 @@ class SyncDriver(ClientBase):
         self._poller.wake()
 
     def _hand_over(self) -> None:
-        # Called under the lock: if nobody drives, wake one waiting caller to take over.
-        if not self._driving and self._waiters:
-            next(iter(self._waiters)).set()
+        # Called under the lock: if nobody drives, wake one waiting caller to take over. One
+        # woken already and on its way (a turn, an earlier hand-over) looks when it is back;
+        # one held back waits for its turn (whoever passes it on hands over again if needed).
+        batch = self._batch
+        if not self._driving and batch.count == len(batch.held):
+            for waiter in self._waiters:
+                if not waiter.signalled:
+                    waiter.set()
+                    return
 
     def _drive(self, done: Callable[[], bool]) -> None:
         dispatcher = self._dispatcher
@@ -436,8 +562,10 @@ class SyncDriver(ClientBase):
                     # and their notifications leave in one write.
                     continue
                 self._polling = True
-                self._batch.pass_on()  # they run, one after the other, while we sleep
+                turn = self._batch.pass_on()  # they run, one after the other, while we sleep
                 held = bool(self._batch.held)
+            if turn is not None:
+                turn.wake()
             timeout = None if wakeup is None else max(0.0, wakeup - clock())
             if held and (timeout is None or timeout > HELD_RECHECK):
                 timeout = HELD_RECHECK
