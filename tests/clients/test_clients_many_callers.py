@@ -7,7 +7,10 @@ leave together; an asyncio task sleeps on a bare future. None of it may cost a r
 
 from __future__ import annotations
 
+import gc
+import os
 import threading
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -16,7 +19,7 @@ import pytest
 from client_support import FAST_RETRY, Client, echo, notification, token_credentials
 
 import apnskit
-from apnskit._clients.sync_driver import FdGate, LockGate, SyncWakeup, WakeBatch
+from apnskit._clients.sync_driver import FdGate, LockGate, SyncWakeup, WakeBatch, thread_gate
 from apnskit.testing import FakeTransport, Fault
 
 pytestmark = pytest.mark.anyio
@@ -115,16 +118,55 @@ def test_a_held_caller_that_wakes_on_its_own_leaves_the_queue(
 
 
 @pytest.mark.parametrize("gate", GATES)
-def test_the_driver_stepping_down_wakes_every_held_caller_at_once(
+def test_close_wakes_every_held_caller_at_once(
     gate: Callable[[], FdGate | LockGate],
 ) -> None:
     batch = WakeBatch()
     sleepers = _held_sleepers(batch, 3, gate)
-    batch.release()  # nobody will pass the turn on for them any more
+    batch.release()  # close(), or a turn not passed on in time: wake them all
     assert all(w.sleep(0) for w in sleepers)
     assert all(w.awake() for w in sleepers)
     assert batch.count == 0
     assert batch.pass_on() is None
+
+
+def test_a_thread_keeps_one_gate_and_it_is_closed_when_the_thread_ends() -> None:
+    # Each thread that waits gets one descriptor (an eventfd), reused by all its sends, and
+    # it must not outlive the thread: a pool of threads that come and go would leak them.
+    before = len(os.listdir("/proc/self/fd"))
+    seen: list[tuple[bool, bool]] = []
+
+    def waiter() -> None:
+        first, second = SyncWakeup(), SyncWakeup()
+        seen.append((first._gate is second._gate, isinstance(first._gate, FdGate)))
+
+    threads = [threading.Thread(target=waiter) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    gc.collect()
+    assert seen == [(True, True)] * 8
+    assert len(os.listdir("/proc/self/fd")) == before
+
+
+def test_a_forked_child_does_not_share_its_parents_gate() -> None:
+    # Parent and child reading one eventfd could each take the other's wake-up.
+    parent_gate = thread_gate()
+    read, write = os.pipe()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork() with threads around
+        pid = os.fork()
+    if pid == 0:  # the child: report and leave at once, without pytest's cleanup
+        os.write(write, b"1" if thread_gate() is not parent_gate else b"0")
+        os._exit(0)
+    os.close(write)
+    try:
+        assert os.read(read, 1) == b"1"
+    finally:
+        os.close(read)
+        os.waitpid(pid, 0)
+    assert thread_gate() is parent_gate  # the parent keeps its own
 
 
 def test_a_wake_up_outside_a_driver_session_opens_at_once() -> None:
@@ -220,6 +262,7 @@ def test_every_thread_gets_its_results_while_the_driver_role_moves() -> None:
         }
         assert all(all(oks) for oks in results.values())
         assert client._batch.count == 0  # every woken caller came back
+        assert not client._batch.held  # and every turn was passed on
         assert client._dispatcher.outstanding == 0
     finally:
         client.close()
