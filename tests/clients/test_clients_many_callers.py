@@ -138,6 +138,8 @@ def test_a_thread_keeps_one_gate_and_it_is_closed_when_the_thread_ends() -> None
 
     def waiter() -> None:
         first, second = SyncWakeup(), SyncWakeup()
+        first.prepare(WakeBatch())
+        second.prepare(WakeBatch())
         seen.append((first._gate is second._gate, isinstance(first._gate, FdGate)))
 
     threads = [threading.Thread(target=waiter) for _ in range(8)]
@@ -148,6 +150,34 @@ def test_a_thread_keeps_one_gate_and_it_is_closed_when_the_thread_ends() -> None
     gc.collect()
     assert seen == [(True, True)] * 8
     assert len(os.listdir("/proc/self/fd")) == before
+
+
+def test_a_wake_up_sleeps_on_the_gate_of_the_thread_that_sleeps() -> None:
+    # A send_many() generator started in one thread may be resumed in another: the wake-up
+    # it made must wake the thread sleeping now, not the one that made it.
+    wakeup = SyncWakeup()  # made here, in the main thread
+    seen: list[bool] = []
+
+    def resume() -> None:
+        wakeup.prepare(WakeBatch())
+        seen.append(wakeup._gate is thread_gate())  # this thread's, not the maker's
+        wakeup.set()
+        seen.append(wakeup.sleep(30))
+
+    thread = threading.Thread(target=resume)
+    thread.start()
+    thread.join(30)
+    assert seen == [True, True]
+    assert not thread_gate().wait(0)  # the main thread's gate was not touched
+
+
+def test_a_lock_gate_opened_twice_wakes_once() -> None:
+    # A late wake-up (passed on outside the lock) may meet the next one: no RuntimeError.
+    gate = LockGate()
+    gate.open()
+    gate.open()
+    assert gate.wait(0)
+    assert not gate.wait(0)
 
 
 def test_a_forked_child_does_not_share_its_parents_gate() -> None:

@@ -120,7 +120,9 @@ class LockGate:
 
     def open(self) -> None:
         """Wake the thread sleeping in :meth:`wait` (or let its next wait return at once)."""
-        self._lock.release()
+        # A wake-up meant for an earlier wait may not have been taken yet: two make one.
+        with contextlib.suppress(RuntimeError):
+            self._lock.release()
 
     def wait(self, timeout: float | None) -> bool:
         """Block until :meth:`open` or ``timeout``; True if opened (the gate shuts again)."""
@@ -201,14 +203,16 @@ class SyncWakeup:
     """A waiting caller's mailbox: the dispatcher appends its finished tickets and wakes it.
 
     Every method but :meth:`sleep` and :meth:`wake` runs under the client's lock. The wake-up
-    itself opens the calling thread's gate (:func:`thread_gate`), and only while the thread
-    sleeps in the client (between :meth:`prepare` and :meth:`awake`): it checks its predicate
-    under the lock before sleeping, so a signal meanwhile is seen without one.
+    itself opens the gate of the thread that sleeps (:func:`thread_gate`, taken in
+    :meth:`prepare`: a ``send_many()`` generator may be resumed by another thread), and only
+    while it sleeps in the client (between :meth:`prepare` and :meth:`awake`): it checks its
+    predicate under the lock before sleeping, so a signal meanwhile is seen without one.
     """
 
-    __slots__ = ("_gate", "_held", "batch", "signalled", "tickets")
+    __slots__ = ("_fixed", "_gate", "_held", "batch", "signalled", "tickets")
 
     def __init__(self, gate: FdGate | LockGate | None = None) -> None:
+        self._fixed = gate  # a gate of its own (tests), else its sleeping thread's
         self._gate = thread_gate() if gate is None else gate
         self.signalled = False
         self._held = False  # signalled, the gate still shut: a WakeBatch opens it later
@@ -257,6 +261,8 @@ class SyncWakeup:
         """Before sleeping: forget an earlier signal, and count in ``batch`` when woken."""
         self.signalled = self._held = False
         self.batch = batch
+        if self._fixed is None:
+            self._gate = thread_gate()
 
     def sleep(self, timeout: float | None) -> bool:
         """Block (without the client's lock) until woken or ``timeout``; True if woken.
