@@ -37,6 +37,7 @@ import tempfile
 import textwrap
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import anyio
@@ -339,6 +340,16 @@ def _one(name: str, server: Server, count: int, kwargs: dict[str, object]) -> tu
     return rate, cpu
 
 
+def _opened_counter(opened: list[int]) -> Callable[[apnskit.ClientEvent], None]:
+    """An event hook adding each ConnectionOpened to the last item of ``opened``."""
+
+    def hook(event: apnskit.ClientEvent) -> None:
+        if isinstance(event, apnskit.ConnectionOpened):
+            opened[-1] += 1
+
+    return hook
+
+
 def main_rtt(server: Server, args: argparse.Namespace) -> None:
     """Each client through the relay at 0 ms and at ``--rtt-ms``, default Limits."""
     target = (server.host, server.port)
@@ -348,16 +359,21 @@ def main_rtt(server: Server, args: argparse.Namespace) -> None:
         medians = []
         for rtt in (0.0, args.rtt_ms):
             relay = LatencyRelay.start(rtt, target)
+            # Connections each run opened: the pool opens more while the open ones are full.
+            opened: list[int] = []
             try:
                 kwargs = client_kwargs(server, port=relay.port, limits=apnskit.Limits())
+                kwargs["event_hook"] = _opened_counter(opened)
                 rates, cpus = [], []
                 for _ in range(args.runs):
+                    opened.append(0)
                     rate, cpu = _one(name, server, args.count, kwargs)
                     rates.append(rate)
                     cpus.append(cpu)
             finally:
                 relay.stop()
             medians.append(_report(f"{label} rtt {rtt:g} ms", rates, cpus))
+            print(f"    connections opened per run: {', '.join(map(str, opened))}")
         print(f"  {label}: {args.rtt_ms:g} ms / 0 ms = {medians[1] / medians[0]:.0%}")
 
 
