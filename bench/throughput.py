@@ -38,6 +38,7 @@ import tempfile
 import textwrap
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import anyio
@@ -368,6 +369,21 @@ def _one(name: str, server: Server, count: int, kwargs: dict[str, object]) -> tu
     return rate, cpu
 
 
+def _opened_recorder(opened: list[list[float]]) -> Callable[[apnskit.ClientEvent], None]:
+    """An event hook adding the time of each ConnectionOpened to the last list of ``opened``."""
+
+    def hook(event: apnskit.ClientEvent) -> None:
+        if isinstance(event, apnskit.ConnectionOpened):
+            opened[-1].append(time.perf_counter())
+
+    return hook
+
+
+def _ramp(opened: list[list[float]]) -> str:
+    """Connections each run opened, and how long after the first the last one opened."""
+    return ", ".join(f"{len(times)} ({times[-1] - times[0]:.2f} s)" for times in opened if times)
+
+
 def main_rtt(server: Server, args: argparse.Namespace) -> None:
     """Each client through the relay at 0 ms and at ``--rtt-ms``, default Limits."""
     target = (server.host, server.port)
@@ -377,16 +393,23 @@ def main_rtt(server: Server, args: argparse.Namespace) -> None:
         medians = []
         for rtt in (0.0, args.rtt_ms):
             relay = LatencyRelay.start(rtt, target)
+            # Connections each run opened: the pool opens more while the open ones are full.
+            opened: list[list[float]] = []
             try:
                 kwargs = client_kwargs(server, port=relay.port, limits=apnskit.Limits())
+                kwargs["event_hook"] = _opened_recorder(opened)
                 rates, cpus = [], []
                 for _ in range(args.runs):
+                    opened.append([])
                     rate, cpu = _one(name, server, args.count, kwargs)
                     rates.append(rate)
                     cpus.append(cpu)
             finally:
                 relay.stop()
             medians.append(_report(f"{label} rtt {rtt:g} ms", rates, cpus))
+            # The first connection opens before the clock starts (one notification goes first);
+            # the time in brackets is how long after it the last one opened.
+            print(f"    connections opened per run (last one after the first): {_ramp(opened)}")
         print(f"  {label}: {args.rtt_ms:g} ms / 0 ms = {medians[1] / medians[0]:.0%}")
 
 
