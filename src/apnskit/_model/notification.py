@@ -26,6 +26,7 @@ from dataclasses import KW_ONLY, dataclass, field
 from datetime import datetime
 from typing import Any
 
+from apnskit._errors import InvalidNotificationError
 from apnskit._model.payload import Payload
 from apnskit._model.rules import (
     ALL_SUFFIXES,
@@ -299,9 +300,76 @@ class Notification:
     ) -> None:
         # Written out rather than generated: the dataclass __init__ of a frozen class calls
         # object.__setattr__ once per field (about 1,300 instructions each). Here the fields
-        # go in one dict that becomes the instance's __dict__, and what validation computes
-        # is stored into that dict directly. The given values are stored first, so that a
-        # repr during a rejection shows them.
+        # go in one dict that becomes the instance's __dict__.
+        if (
+            push_type is None
+            and priority is None
+            and expiration is None
+            and collapse_id is None
+            and apns_id is None
+            and type(payload) is dict
+            and type(device_token) is str
+            and type(topic) is str
+        ):
+            # The common case (a dict payload, an alert, no optional header), checked with
+            # the fewest steps; anything else, or anything invalid, takes the general path,
+            # which checks every rule in order and names the one broken (issue 13).
+            aps = payload.get("aps")
+            try:
+                # bytes.fromhex() skips whitespace: two digits per byte means none was there.
+                valid_token = len(_from_hex(device_token)) * 2 == len(device_token) > 0
+            except ValueError:
+                valid_token = False
+            if (
+                valid_token
+                # "alert" in aps: never background (Apple: content-available alone); no
+                # "event": not a Live Activity. No aps at all is an alert too.
+                and (aps is None or (type(aps) is dict and "alert" in aps and "event" not in aps))
+                and (topic, _ALERT) in _VALID_TOPICS
+            ):
+                try:
+                    body = serialize(payload)
+                except InvalidNotificationError:
+                    body = None  # the general path says why, with the fields stored first
+                if body is not None and len(body) <= _ALERT_MAX_PAYLOAD:
+                    token = device_token.lower()
+                    _set_attr(
+                        self,
+                        "__dict__",
+                        {
+                            "device_token": token,
+                            "payload": payload,
+                            "topic": topic,
+                            "push_type": None,
+                            "priority": None,
+                            "expiration": None,
+                            "collapse_id": None,
+                            "apns_id": None,
+                            "resolved_push_type": _ALERT,
+                            "body": body,
+                            "path": "/3/device/" + token,
+                            "headers": (_ALERT_HEADER, ("apns-topic", topic)),
+                        },
+                    )
+                    return
+        self._init_checked(
+            device_token, payload, topic, push_type, priority, expiration, collapse_id, apns_id
+        )
+
+    def _init_checked(
+        self,
+        device_token: object,
+        payload: object,
+        topic: object,
+        push_type: object,
+        priority: object,
+        expiration: object,
+        collapse_id: object,
+        apns_id: object,
+    ) -> None:
+        """``__init__``'s general path: every rule checked in order, the first broken one raised."""
+        # The given values are stored first, so that a repr during a rejection shows them;
+        # what validation computes is stored into the same dict.
         state: dict[str, Any] = {
             "device_token": device_token,
             "payload": payload,
@@ -319,6 +387,7 @@ class Notification:
         state["body"] = body
         if type(topic) is not str or (topic, resolved) not in _VALID_TOPICS:
             _check_topic(topic, resolved)
+        assert isinstance(topic, str)
         state["path"] = "/3/device/" + token
         push_type_header = ("apns-push-type", _PUSH_TYPE_HEADER[resolved])
         if (
@@ -458,6 +527,10 @@ _BACKGROUND_PRIORITY = "5"
 # One call sets an instance's __dict__ (or a field) past the frozen dataclass's __setattr__.
 _set_attr = object.__setattr__
 _from_hex = bytes.fromhex
+# What __init__'s common case (an alert) sends and allows.
+_ALERT = PushType.ALERT
+_ALERT_HEADER = ("apns-push-type", "alert")
+_ALERT_MAX_PAYLOAD = _MAX_PAYLOAD[PushType.ALERT]
 
 
 def _checked_token(token: object) -> str:
