@@ -29,6 +29,22 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.05) -> No
         time.sleep(interval)
 
 
+def die_with_parent(argv: list[str]) -> list[str]:
+    """``argv`` run so that the child is SIGKILLed when the test process dies.
+
+    A test run killed mid-way (Ctrl-C twice, a CI timeout) used to leave redis-server and
+    Celery workers running, and the next run's workers then shared their queues. util-linux's
+    ``setpriv --pdeathsig`` sets the parent-death signal (Linux prctl PR_SET_PDEATHSIG) and
+    execs the command; a ``preexec_fn`` would do the same but is unsafe in a process with
+    threads (the mock server runs in one). Without setpriv, the fixtures' teardown is all there
+    is.
+    """
+    setpriv = shutil.which("setpriv")
+    if setpriv is None or not sys.platform.startswith("linux"):
+        return argv
+    return [setpriv, "--pdeathsig", "KILL", "--", *argv]
+
+
 class RedisServer:
     """Debian's redis-server on a free loopback port: no persistence, data in a temp dir."""
 
@@ -40,21 +56,23 @@ class RedisServer:
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self._log = (directory / "redis.log").open("wb")
         self.proc = subprocess.Popen(
-            [
-                binary,
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(directory),
-                "--protected-mode",
-                "yes",
-            ],
+            die_with_parent(
+                [
+                    binary,
+                    "--bind",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--dir",
+                    str(directory),
+                    "--protected-mode",
+                    "yes",
+                ]
+            ),
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
@@ -98,29 +116,31 @@ class Worker:
         self.stderr = log_dir / f"{name}.stderr"
         with self.stderr.open("wb") as stderr:
             self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "celery",
-                    "-A",
-                    "apnskit_test_celery_app",
-                    "worker",
-                    "--pool",
-                    pool,
-                    "--concurrency",
-                    str(concurrency),
-                    "--hostname",
-                    f"{name}@%h",
-                    "--queues",
-                    queues,
-                    "--loglevel",
-                    "INFO",
-                    "--logfile",
-                    str(self.logfile),
-                    "--without-gossip",
-                    "--without-mingle",
-                    "--without-heartbeat",
-                ],
+                die_with_parent(
+                    [
+                        sys.executable,
+                        "-m",
+                        "celery",
+                        "-A",
+                        "apnskit_test_celery_app",
+                        "worker",
+                        "--pool",
+                        pool,
+                        "--concurrency",
+                        str(concurrency),
+                        "--hostname",
+                        f"{name}@%h",
+                        "--queues",
+                        queues,
+                        "--loglevel",
+                        "INFO",
+                        "--logfile",
+                        str(self.logfile),
+                        "--without-gossip",
+                        "--without-mingle",
+                        "--without-heartbeat",
+                    ]
+                ),
                 cwd=HERE,
                 env={**os.environ, **env, "PYTHONPATH": str(HERE)},
                 stdout=subprocess.DEVNULL,
