@@ -8,8 +8,10 @@ Run each twice, with N and with 0, and divide the difference by N::
 Workloads: ``core`` (``bench/core.py``'s in-memory encode + decode), ``engine`` (the
 dispatcher and the core in memory as ``send_many`` drives them), ``notification``
 (``Notification`` construction with a dict payload), ``payload`` (a ``Payload`` with an
-``Alert``, then its ``Notification``), ``huffman`` (decoding a Huffman-coded 32-hex-digit apns-id),
-``sync`` and ``asyncio`` (the client end to end against nginx, one connection), ``threads`` and
+``Alert``, then its ``Notification``), ``huffman`` (decoding a Huffman-coded 32-hex-digit
+apns-id), ``response`` (the core's ``ResponseReceived`` event for one answer, as
+``_complete`` builds it), ``sync`` and ``asyncio`` (the client end to end against nginx, one
+connection), ``threads`` and
 ``tasks`` (50 threads calling ``PushClient.send()``, 1,000 asyncio tasks awaiting
 ``AsyncPushClient.send()``, as ``throughput.py --callers`` runs them). Put another
 checkout's ``src`` first on ``PYTHONPATH`` to count the code before a change.
@@ -117,6 +119,28 @@ def main() -> None:
         _hpack._decode_huffman(ids[0])
         for i in range(count):
             _hpack._decode_huffman(ids[i % 2000])
+    elif what == "response":
+        from apnskit._core import events
+
+        # Before issue 13's fourth pass the core called the dataclass constructor.
+        make = getattr(events, "new_response", None)
+        headers = [(":status", "200"), ("apns-id", "59052fc55ede4d3431e95a5e6c005d72")]
+        for _ in range(count + 1):
+            if make is not None:
+                make(1, None, 200, headers[1][1], None, None, None, headers, b"", None)
+            else:
+                events.ResponseReceived(
+                    stream_id=1,
+                    context=None,
+                    status=200,
+                    apns_id=headers[1][1],
+                    apns_unique_id=None,
+                    reason=None,
+                    timestamp_ms=None,
+                    headers=headers,
+                    body=b"",
+                    detail=None,
+                )
     elif what == "engine":
         engine(count)
     elif what in ("sync", "asyncio"):
@@ -157,7 +181,8 @@ def main() -> None:
             server.stop()
     else:
         sys.exit(
-            "workloads: core, engine, notification, payload, huffman, sync, asyncio, threads, tasks"
+            "workloads: core, engine, notification, payload, huffman, response, sync, asyncio, "
+            "threads, tasks"
         )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -20,7 +21,13 @@ from peer import (
 )
 
 from apnskit._core.connection import ApnsConnection, ErrorCode
-from apnskit._core.events import ConnectionTerminated, ResponseReceived, StreamReset
+from apnskit._core.events import (
+    ConnectionTerminated,
+    Event,
+    ResponseReceived,
+    StreamReset,
+    new_response,
+)
 from apnskit._errors import LocalProtocolError
 
 APNS_ID = "123e4567-e89b-12d3-a456-426614174000"
@@ -389,3 +396,48 @@ def test_response_header_block_over_several_continuations() -> None:
     event = _one(conn.receive_data(blob[-5:]))
     assert event.apns_id == APNS_ID
     assert event.headers[-1] == ("x-pad", "p" * 50)
+
+
+# -- new_response: the core's fast constructor (issue 13) ------------------------------------
+
+
+def _response_fields() -> dict[str, object]:
+    return {
+        "stream_id": 7,
+        "context": object(),
+        "status": 410,
+        "apns_id": APNS_ID,
+        "apns_unique_id": "u-1",
+        "reason": "Unregistered",
+        "timestamp_ms": 1_700_000_000_000,
+        "headers": [(":status", "410"), ("apns-id", APNS_ID)],
+        "body": b'{"reason":"Unregistered","timestamp":1700000000000}',
+        "detail": None,
+    }
+
+
+def test_new_response_is_the_same_event_as_the_constructor() -> None:
+    fields = _response_fields()
+    fast = new_response(**fields)  # type: ignore[arg-type]
+    slow = ResponseReceived(**fields)  # type: ignore[arg-type]
+    assert type(fast) is ResponseReceived
+    assert isinstance(fast, Event)
+    assert fast == slow
+    assert repr(fast) == repr(slow)
+    for name in (f.name for f in dataclasses.fields(ResponseReceived)):
+        assert getattr(fast, name) == fields[name], name
+    # Stored as given, not copied (the compiled build unboxes the ints, so no `is` for those).
+    assert fast.headers is fields["headers"]
+    assert fast.context is fields["context"]
+
+
+def test_new_response_is_frozen_like_the_constructors_event() -> None:
+    fast = new_response(**_response_fields())  # type: ignore[arg-type]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fast.status = 200  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        del fast.reason  # type: ignore[misc]
+    changed = dataclasses.replace(fast, status=200)
+    assert type(changed) is ResponseReceived
+    assert changed.status == 200
+    assert changed.apns_id == fast.apns_id

@@ -253,3 +253,58 @@ def test_hand_written_constructors_keep_the_dataclass_behaviour() -> None:
     }
     assert Payload().custom == {}
     assert Payload().custom is not Payload().custom
+
+
+# Notification.__init__'s common case (dict payload, an alert, no optional header) is built
+# in one step; whatever does not fit it, valid or not, goes the general path. The general
+# path (every rule in order) is the reference here.
+alert_payloads = st.one_of(
+    st.sampled_from(
+        [
+            {},
+            {"aps": {"alert": "hi"}},
+            {"aps": {"alert": {"title": "T", "body": "B"}}, "k": [1, 2]},
+            {"aps": {"alert": "hi", "event": "update"}},
+            {"aps": {"alert": "hi", "content-available": 1}},
+            {"aps": {"content-available": 1}},
+            {"aps": {"badge": 1}},
+            {"aps": None},
+            {"aps": ["alert"]},
+            {"aps": {"alert": "x" * 4090}},
+            {"aps": {"alert": "x" * 5000}},
+            {"aps": {"alert": float("nan")}},
+            {"aps": {"alert": {1, 2}}},
+            {"aps": {"alert": "é" * 2100}},
+        ]
+    ),
+    st.dictionaries(st.text(max_size=5), st.text(max_size=5), max_size=3),
+)
+alert_topics = st.sampled_from(
+    [TOPIC, "com.example.other", "com.example.app.voip", "bad topic", "", Text(TOPIC), None, 3]
+)
+alert_tokens = st.sampled_from(["ab" * 32, "AB" * 32, "ab ", "", "abc", "zz", Text("ab"), None])
+
+
+@SETTINGS
+@given(alert_tokens, alert_payloads, alert_topics)
+@example("ab" * 32, {"aps": {"alert": float("nan")}}, TOPIC)
+@example("abc", {"aps": {"alert": "hi"}}, TOPIC)
+@example("ab" * 32, {"aps": {"alert": "hi"}}, "bad topic")
+def test_notification_common_case_agrees_with_the_general_path(
+    token: Any, payload: Any, topic: Any
+) -> None:
+    Notification("ab" * 32, {}, topic=TOPIC)  # TOPIC is known valid: the common case applies
+
+    def reference() -> Notification:
+        built = object.__new__(Notification)
+        built._init_checked(token, payload, topic, None, None, None, None, None)
+        return built
+
+    got, expected = outcome(lambda: Notification(token, payload, topic=topic)), outcome(reference)
+    assert got[0] == expected[0]
+    if got[0] == "error":
+        assert got[1] == expected[1]
+    else:
+        assert vars(got[1]) == vars(expected[1])
+        assert got[1] == expected[1]
+        assert repr(got[1]) == repr(expected[1])

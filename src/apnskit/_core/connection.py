@@ -48,9 +48,9 @@ from apnskit._core.events import (
     ConnectionTerminated,
     Event,
     PingAcknowledged,
-    ResponseReceived,
     SettingsReceived,
     StreamReset,
+    new_response,
 )
 from apnskit._core.hpack_codec import HeaderDecoder, HeaderEncoder
 from apnskit._errors import LocalProtocolError, RemoteProtocolError
@@ -900,17 +900,17 @@ class ApnsConnection:
             # round trip.
             self._succeeded = True
         events.append(
-            ResponseReceived(
-                stream_id=handle.stream_id,
-                context=handle.context,
-                status=status,
-                apns_id=apns_id,
-                apns_unique_id=apns_unique_id,
-                reason=reason,
-                timestamp_ms=timestamp_ms,
-                headers=handle._response_headers,
-                body=body,
-                detail=detail,
+            new_response(
+                handle.stream_id,
+                handle.context,
+                status,
+                apns_id,
+                apns_unique_id,
+                reason,
+                timestamp_ms,
+                handle._response_headers,
+                body,
+                detail,
             )
         )
 

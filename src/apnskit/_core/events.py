@@ -7,7 +7,7 @@ per-notification record); the core never looks inside it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from apnskit._errors import RemoteProtocolError
@@ -19,6 +19,7 @@ __all__ = [
     "ResponseReceived",
     "SettingsReceived",
     "StreamReset",
+    "new_response",
 ]
 
 
@@ -52,6 +53,89 @@ class ResponseReceived(Event):
     detail: str | None = None
     """For an error response whose body is not the expected small JSON object with a
     ``reason``: a short, printable, truncated copy of the body for error messages."""
+
+
+def _draft_class() -> Any:
+    """A class with ``ResponseReceived``'s slots and plain stores, or None (compiled build).
+
+    CPython lets an object of it become a ``ResponseReceived`` by assigning ``__class__``: same
+    base (``Event``), same slots. The probe below checks that; in the compiled build
+    (mypyc) ``Event`` is a native class that interpreted classes cannot extend, and
+    ``new_response`` calls the constructor, which is cheap there.
+    """
+    try:
+        draft = type(
+            "_ResponseDraft",
+            (Event,),
+            {
+                "__slots__": tuple(f.name for f in fields(ResponseReceived)),
+                # Event's frozen __setattr__ would refuse the stores: the plain ones instead.
+                # Both, so that CPython uses its generic slot (stores specialized by the
+                # interpreter) rather than calling a Python-level __setattr__ per store.
+                "__setattr__": object.__setattr__,
+                "__delattr__": object.__delattr__,
+                "__module__": __name__,
+            },
+        )
+        _set_attribute(_make(draft), "__class__", ResponseReceived)
+    except TypeError:
+        return None
+    return draft
+
+
+_make = object.__new__
+_set_attribute = object.__setattr__
+_RESPONSE_DRAFT = _draft_class()
+
+
+def new_response(
+    stream_id: int,
+    context: Any,
+    status: int,
+    apns_id: str | None,
+    apns_unique_id: str | None,
+    reason: str | None,
+    timestamp_ms: int | None,
+    headers: list[tuple[str, str]],
+    body: bytes,
+    detail: str | None,
+) -> ResponseReceived:
+    """``ResponseReceived(...)`` with every field given, for the core's once-per-response path.
+
+    In pure Python the frozen dataclass's ``__init__`` writes each of the ten fields through
+    ``object.__setattr__``, about 20,000 instructions per response (callgrind, issue 13).
+    Here the fields are plain stores into a draft that then becomes a ``ResponseReceived``
+    (the way :func:`apnskit._model.results.new_result` builds a ``PushResult``): the same
+    frozen, equal object as the constructor's. No field is checked, as with the constructor.
+    """
+    draft_class = _RESPONSE_DRAFT
+    if draft_class is None:
+        return ResponseReceived(
+            stream_id=stream_id,
+            context=context,
+            status=status,
+            apns_id=apns_id,
+            apns_unique_id=apns_unique_id,
+            reason=reason,
+            timestamp_ms=timestamp_ms,
+            headers=headers,
+            body=body,
+            detail=detail,
+        )
+    draft = _make(draft_class)
+    draft.stream_id = stream_id
+    draft.context = context
+    draft.status = status
+    draft.apns_id = apns_id
+    draft.apns_unique_id = apns_unique_id
+    draft.reason = reason
+    draft.timestamp_ms = timestamp_ms
+    draft.headers = headers
+    draft.body = body
+    draft.detail = detail
+    _set_attribute(draft, "__class__", ResponseReceived)
+    event: ResponseReceived = draft
+    return event
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
