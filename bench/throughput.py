@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -219,15 +220,39 @@ def client_kwargs(
     }
 
 
+# The kernel's view of the last measured run (user, system, context switches per
+# notification): set by run_sync, run_async, run_threads and run_tasks, printed by --callers.
+_last_usage: list[tuple[float, float, float, float]] = []
+
+
+class Usage:
+    """getrusage() around a measured run: where the CPU went, per notification."""
+
+    def __init__(self) -> None:
+        self.start = resource.getrusage(resource.RUSAGE_SELF)
+
+    def stop(self, count: int) -> None:
+        end, start = resource.getrusage(resource.RUSAGE_SELF), self.start
+        _last_usage[:] = [
+            (
+                (end.ru_utime - start.ru_utime) / count * 1e6,
+                (end.ru_stime - start.ru_stime) / count * 1e6,
+                (end.ru_nvcsw - start.ru_nvcsw) / count,
+                (end.ru_nivcsw - start.ru_nivcsw) / count,
+            )
+        ]
+
+
 def run_sync(
     server: Server, count: int, kwargs: dict[str, object] | None = None
 ) -> tuple[float, float, int]:
     kwargs = kwargs or client_kwargs(server)
     with apnskit.PushClient(server.credentials, **kwargs) as client:  # type: ignore[arg-type]
         client.send(next(notifications(1)))  # connect, and lift the one-stream hold
-        wall0, cpu0 = time.perf_counter(), time.process_time()
+        wall0, cpu0, usage = time.perf_counter(), time.process_time(), Usage()
         accepted = sum(r.accepted for r in client.send_many(notifications(count)))
         wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+        usage.stop(count)
     return count / wall, cpu / count * 1e6, accepted
 
 
@@ -239,11 +264,12 @@ def run_async(
     async def main() -> tuple[float, float, int]:
         async with apnskit.AsyncPushClient(server.credentials, **kwargs) as client:  # type: ignore[arg-type]
             await client.send(next(notifications(1)))
-            wall0, cpu0 = time.perf_counter(), time.process_time()
+            wall0, cpu0, usage = time.perf_counter(), time.process_time(), Usage()
             accepted = 0
             async for result in client.send_many(notifications(count)):
                 accepted += result.accepted
             wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+            usage.stop(count)
         return count / wall, cpu / count * 1e6, accepted
 
     return anyio.run(main, backend=backend)
@@ -269,13 +295,15 @@ def run_threads(server: Server, count: int, threads: int) -> tuple[float, float,
         for worker in workers:
             worker.start()
         start.wait()
-        wall0, cpu0 = time.perf_counter(), time.process_time()
+        wall0, cpu0, usage = time.perf_counter(), time.process_time(), Usage()
         for worker in workers:
             worker.join()
         wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+        total = share * threads
+        usage.stop(total)
     # Notifications are built before the clock starts here (one list per thread), so add the
-    # construction cost measured separately to keep the CPU figure comparable with bulk.
-    total = share * threads
+    # construction cost measured separately to keep the CPU figure comparable with bulk (the
+    # user/system split printed beside it leaves construction out).
     return total / wall, cpu / total * 1e6 + _construction_us(), sum(accepted)
 
 
@@ -296,12 +324,13 @@ def run_tasks(server: Server, count: int, tasks: int) -> tuple[float, float, int
                     result = await client.send(item)
                     accepted += result.accepted
 
-            wall0, cpu0 = time.perf_counter(), time.process_time()
+            wall0, cpu0, usage = time.perf_counter(), time.process_time(), Usage()
             async with anyio.create_task_group() as group:
                 for _ in range(tasks):
                     group.start_soon(caller)
             wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
         total = share * tasks
+        usage.stop(total)
         return total / wall, cpu / total * 1e6, accepted
 
     return anyio.run(main, backend="asyncio")
@@ -389,19 +418,24 @@ def main_callers(server: Server, args: argparse.Namespace) -> None:
     kind, _, number = args.callers.partition(":")
     callers = int(number)
     rates, cpus, bulk_rates, bulk_cpus = [], [], [], []
+    usages: list[tuple[float, float, float, float]] = []
+    bulk_usages: list[tuple[float, float, float, float]] = []
     for _ in range(args.runs):
         if kind == "threads":
             rate, cpu = _one("sync", server, args.count, client_kwargs(server))
+            bulk_usages.extend(_last_usage)
             bulk_rates.append(rate)
             bulk_cpus.append(cpu)
             rate, cpu, accepted = run_threads(server, args.count, callers)
         elif kind == "tasks":
             rate, cpu = _one("asyncio", server, args.count, client_kwargs(server))
+            bulk_usages.extend(_last_usage)
             bulk_rates.append(rate)
             bulk_cpus.append(cpu)
             rate, cpu, accepted = run_tasks(server, args.count, callers)
         else:
             sys.exit("--callers: threads:N or tasks:N")
+        usages.extend(_last_usage)
         if accepted != args.count // callers * callers:
             print(f"  warning: {args.count // callers * callers - accepted} not accepted")
         rates.append(rate)
@@ -410,6 +444,17 @@ def main_callers(server: Server, args: argparse.Namespace) -> None:
     bulk = _report(f"{client} send_many", bulk_rates, bulk_cpus)
     many = _report(f"{client} send() x {callers} {kind}", rates, cpus)
     print(f"  {callers} {kind} / bulk = {many / bulk:.0%}")
+    # Where the CPU goes (getrusage, medians; construction of the notifications is left out
+    # of the callers' figure): Python and TLS in user time, system calls, futex waits and
+    # GIL hand-offs in system time and context switches.
+    for label, split in (("send_many", bulk_usages), (f"{callers} {kind}", usages)):
+        user, system, voluntary, involuntary = (
+            statistics.median(f) for f in zip(*split, strict=True)
+        )
+        print(
+            f"  per notification, {label:12s} user {user:6.1f} us, system {system:5.1f} us, "
+            f"context switches {voluntary:.2f} voluntary + {involuntary:.2f} involuntary"
+        )
 
 
 def main() -> None:
