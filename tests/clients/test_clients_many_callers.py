@@ -12,10 +12,12 @@ from collections.abc import Callable
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 from client_support import FAST_RETRY, Client, echo, notification, token_credentials
 
 import apnskit
+from apnskit._clients.async_driver import AsyncWakeup
 from apnskit._clients.sync_driver import SyncWakeup, WakeBatch
 from apnskit.testing import FakeTransport, Fault
 
@@ -201,4 +203,45 @@ async def test_one_cancelled_task_among_many_leaves_the_others_their_results(
     assert all(result.accepted for result in results)
     # The cancelled notification was withdrawn (its stream reset): nothing is left waiting.
     assert client.dispatcher.outstanding == 0
+    await client.close()
+
+
+@pytest.mark.parametrize("flavor", ["asyncio", "trio"])
+async def test_a_task_handed_the_driver_role_with_its_work_done_passes_it_on(
+    make_client: Callable[..., Client],
+) -> None:
+    # A driver that steps down after one step ended several tickets (a tick past their
+    # deadlines, a lost connection) hands the role to any waiting task, maybe one whose
+    # ticket just ended. That task returns at once; it must pass the role on, or a task still
+    # waiting sleeps with nobody reading and no deadline timer running. (The soak hung like
+    # this under trio, whose scheduler may run the stepping-down driver before the tasks it
+    # woke.) Here the hand-over is made to reach the finished task on purpose.
+    client: apnskit.AsyncPushClient = make_client(FakeTransport(echo)).inner
+    finished = {"a": False, "b": False}
+    woken_a, woken_b = AsyncWakeup(), AsyncWakeup()
+    returned: list[str] = []
+
+    async def waiter(name: str, wakeup: AsyncWakeup) -> None:
+        await client._wait(lambda: finished[name], wakeup)
+        returned.append(name)
+
+    client._driving = True  # someone else drives: both tasks wait
+    async with anyio.create_task_group() as group:
+        group.start_soon(waiter, "a", woken_a)
+        group.start_soon(waiter, "b", woken_b)
+        with anyio.fail_after(10):
+            while len(client._waiters) < 2:
+                await anyio.lowlevel.checkpoint()
+        # The driver's step ended a's ticket; it steps down and hands the role to a.
+        finished["a"] = True
+        client._driving = False
+        woken_a.set()
+        with anyio.fail_after(10):
+            while not client._driving:  # b took the role over
+                await anyio.lowlevel.checkpoint()
+        assert returned == ["a"]
+        finished["b"] = True
+        client._kick()
+    assert returned == ["a", "b"]
+    assert not client._driving
     await client.close()

@@ -234,11 +234,15 @@ class AsyncDriver(ClientBase):
     ) -> None:
         """Wait until ``done()``; drive the I/O while nobody else does."""
         while True:
-            if done():
-                return
-            if self._closed:
-                # close() ended every ticket already; a predicate that is still false (a
-                # send_many waiting for room) has nothing more to wait for.
+            # close() ended every ticket already; a predicate that is still false (a
+            # send_many waiting for room) has nothing more to wait for.
+            if done() or self._closed:
+                # A task handed the driver role whose own work ended meanwhile (a driver that
+                # steps down after a tick or a lost connection ended several tickets at once
+                # picks any waiter, maybe one of those) passes the role on: otherwise the
+                # tasks still waiting sleep with nobody reading and no deadline timer running.
+                # The sync twin does the same.
+                self._hand_over()
                 return
             if not self._driving:
                 self._driving = True
@@ -281,6 +285,9 @@ class AsyncDriver(ClientBase):
                     if done() and not self._opening:
                         break
                     for conn in dispatcher.connections_to_open(now):
+                        # Counted here, not when its task first runs: the checks below must
+                        # not step down (and cancel the connect) before it has started.
+                        self._opening += 1
                         task_group.start_soon(self._open, conn, task_group)
                     for conn in list(dispatcher.closing_connections()):
                         await self._release(conn)
@@ -338,7 +345,7 @@ class AsyncDriver(ClientBase):
                 return
 
     async def _open(self, conn: PooledConnection, task_group: anyio.abc.TaskGroup) -> None:
-        self._opening += 1
+        # The driver counted this connect in _opening when it started the task.
         try:
             await self._connect(conn, task_group)
         finally:
