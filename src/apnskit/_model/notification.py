@@ -22,6 +22,7 @@ every rejection is raised, and worded, by the one general path.
 
 from __future__ import annotations
 
+import binascii
 import enum
 import uuid
 from collections.abc import Mapping
@@ -319,9 +320,9 @@ class Notification:
             # which checks every rule in order and names the one broken (issue 13).
             aps = payload.get("aps")
             try:
-                # bytes.fromhex() skips whitespace: two digits per byte means none was there.
-                valid_token = len(_from_hex(device_token)) * 2 == len(device_token) > 0
-            except ValueError:
+                # binascii.a2b_hex() takes an even number of hex digits and nothing else.
+                valid_token = len(_a2b_hex(device_token)) > 0
+            except ValueError:  # binascii.Error is a ValueError
                 valid_token = False
             if (
                 valid_token
@@ -336,24 +337,14 @@ class Notification:
                     body = None  # the general path says why, with the fields stored first
                 if body is not None and len(body) <= _ALERT_MAX_PAYLOAD:
                     token = device_token.lower()
-                    _set_attr(
-                        self,
-                        "__dict__",
-                        {
-                            "device_token": token,
-                            "payload": payload,
-                            "topic": topic,
-                            "push_type": None,
-                            "priority": None,
-                            "expiration": None,
-                            "collapse_id": None,
-                            "apns_id": None,
-                            "resolved_push_type": _ALERT,
-                            "body": body,
-                            "path": "/3/device/" + token,
-                            "headers": (_ALERT_HEADER, ("apns-topic", topic)),
-                        },
-                    )
+                    state = _ALERT_STATE.copy()
+                    state["device_token"] = token
+                    state["payload"] = payload
+                    state["topic"] = topic
+                    state["body"] = body
+                    state["path"] = "/3/device/" + token
+                    state["headers"] = (_ALERT_HEADER, ("apns-topic", topic))
+                    _set_attr(self, "__dict__", state)
                     return
         self._init_checked(
             device_token, payload, topic, push_type, priority, expiration, collapse_id, apns_id
@@ -529,21 +520,35 @@ class Notification:
 _BACKGROUND_PRIORITY = "5"
 # One call sets an instance's __dict__ (or a field) past the frozen dataclass's __setattr__.
 _set_attr = object.__setattr__
-_from_hex = bytes.fromhex
+_a2b_hex = binascii.a2b_hex
 # What __init__'s common case (an alert) sends and allows.
 _ALERT = PushType.ALERT
 _ALERT_HEADER = ("apns-push-type", "alert")
 _ALERT_MAX_PAYLOAD = _MAX_PAYLOAD[PushType.ALERT]
+_ALERT_STATE: dict[str, Any] = {
+    "device_token": None,
+    "payload": None,
+    "topic": None,
+    "push_type": None,
+    "priority": None,
+    "expiration": None,
+    "collapse_id": None,
+    "apns_id": None,
+    "resolved_push_type": _ALERT,
+    "body": None,
+    "path": None,
+    "headers": None,
+}
 
 
 def _checked_token(token: object) -> str:
     """``token`` lowercased, or the error for the first token rule it breaks."""
-    # bytes.fromhex() rejects anything but hex digit pairs, except that it skips whitespace:
-    # two digits per byte means none was skipped. Quicker than the regular expression.
+    # binascii.a2b_hex() rejects anything but hex digit pairs (no whitespace, unlike
+    # bytes.fromhex()). Quicker than the regular expression, or than bytes.fromhex().
     try:
-        if type(token) is str and len(_from_hex(token)) * 2 == len(token) and token:
+        if type(token) is str and _a2b_hex(token):
             return token.lower()
-    except ValueError:
+    except ValueError:  # binascii.Error is a ValueError
         pass
     raise broken_rule(NOTIFICATION_RULES, "device_token", token)
 
