@@ -8,8 +8,8 @@ How it waits: whichever calling thread finds nobody doing I/O becomes the *drive
 multiplexes every pooled connection with one poller, feeds what it reads to the shared
 :class:`~apnskit._engine.dispatcher.Dispatcher` and wakes the threads whose notifications ended.
 When its own notification is done it hands the role over. Other threads only queue their
-notifications and wake the driver, so no socket is ever touched by two threads at once (an
-``ssl.SSLSocket`` must not be).
+notifications and wake the driver, so no socket is ever touched by two threads at once (a
+TLS session, ``ssl.SSLObject`` or ``ssl.SSLSocket``, must not be).
 
 Connecting (DNS, TCP, TLS: up to ``Timeout.connect``) runs in a short-lived thread per
 connection, so the driver keeps reading and writing the other connections meanwhile; the
@@ -224,7 +224,7 @@ class SyncDriver(ClientBase):
             management._shutdown()
         with self._cond:
             if not called_by_driver:
-                # Let the driving thread notice and step down first: an ssl.SSLSocket must
+                # Let the driving thread notice and step down first: a TLS session must
                 # never be used by two threads at once. It leaves at its next step; a
                 # connect or a write in progress is bounded by their timeouts.
                 limit = time.monotonic() + _STEP_DOWN_WAIT
