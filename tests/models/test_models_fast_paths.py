@@ -21,7 +21,8 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from apnskit import Alert, InvalidNotificationError, Notification, Payload, Sound
+from apnskit import Alert, InvalidNotificationError, Notification, Payload, PushType, Sound
+from apnskit._model.common_case import ALERT_MAX_PAYLOAD
 from apnskit._model.notification import NOTIFICATION_RULES
 from apnskit._model.payload import ALERT_RULES, PAYLOAD_RULES
 from apnskit._model.rules import RuleTable, broken_rule
@@ -308,3 +309,35 @@ def test_notification_common_case_agrees_with_the_general_path(
         assert vars(got[1]) == vars(expected[1])
         assert got[1] == expected[1]
         assert repr(got[1]) == repr(expected[1])
+
+
+def test_common_case_is_taken_without_the_general_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The common case (common_case.alert_state) must really be the path a plain alert takes:
+    # were it to refuse everything, the agreement test above would still pass.
+    Notification("ab" * 32, {}, topic=TOPIC)  # TOPIC is known valid from now on
+
+    def general_path(*args: Any) -> None:
+        raise AssertionError("the general path was taken")
+
+    monkeypatch.setattr(Notification, "_init_checked", general_path)
+    payload = {"aps": {"alert": {"title": "T", "body": "B"}}, "k": [1, 2]}
+    built = Notification("AB" * 32, payload, topic=TOPIC)
+    assert built.device_token == "ab" * 32
+    assert built.body == json.dumps(payload, separators=(",", ":")).encode()
+    assert built.headers == (("apns-push-type", "alert"), ("apns-topic", TOPIC))
+    assert built.resolved_push_type is PushType.ALERT
+    assert built.path == "/3/device/" + "ab" * 32
+    # A second one does not share the first one's fields.
+    other = Notification("cd" * 32, {"aps": {"alert": "x"}}, topic=TOPIC)
+    assert (built.device_token, built.payload) == ("ab" * 32, payload)
+    assert other.device_token == "cd" * 32
+    # Anything outside the common case goes the general path (here: refused by the patch).
+    for kwargs in ({"priority": 5}, {"push_type": "alert"}):
+        with pytest.raises(AssertionError, match="general path"):
+            Notification("ab" * 32, payload, topic=TOPIC, **kwargs)
+    with pytest.raises(AssertionError, match="general path"):
+        Notification("ab" * 32, {"aps": {"content-available": 1}}, topic=TOPIC)
+
+
+def test_common_case_size_limit_is_the_alert_push_limit() -> None:
+    assert PushType.ALERT.max_payload_size == ALERT_MAX_PAYLOAD
