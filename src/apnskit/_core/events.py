@@ -8,7 +8,7 @@ per-notification record); the core never looks inside it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, Final
 
 from apnskit._errors import RemoteProtocolError
 
@@ -116,9 +116,9 @@ def _draft_class() -> Any:
     return draft
 
 
-_make = object.__new__
-_set_attribute = object.__setattr__
-_RESPONSE_DRAFT = _draft_class()
+_make: Final = object.__new__
+_set_attribute: Final = object.__setattr__
+_RESPONSE_DRAFT: Final = _draft_class()
 
 
 def new_response(

@@ -33,22 +33,24 @@ from apnskit._errors import RemoteProtocolError
 
 __all__ = ["DEFAULT_TABLE_SIZE", "HeaderDecoder", "HeaderEncoder", "HpackError", "encode_integer"]
 
+# Module constants are Final: mypyc then reads them as C globals, not through the module
+# dictionary (issue 13).
 #: RFC 9113 section 6.5.2: SETTINGS_HEADER_TABLE_SIZE starts at 4096.
-DEFAULT_TABLE_SIZE = 4096
+DEFAULT_TABLE_SIZE: Final = 4096
 #: RFC 7541 section 4.1: an entry costs its name and value lengths plus 32.
-_ENTRY_OVERHEAD = 32
+_ENTRY_OVERHEAD: Final = 32
 
-_STATIC: tuple[tuple[str, str], ...] = tuple(
+_STATIC: Final[tuple[tuple[str, str], ...]] = tuple(
     (name.decode("latin-1"), value.decode("latin-1")) for name, value in HeaderTable.STATIC_TABLE
 )
-_STATIC_LEN = len(_STATIC)  # 61
+_STATIC_LEN: Final = len(_STATIC)  # 61
 # First static index for each header name (RFC 7541 Appendix A), for "indexed name" literals.
-_STATIC_NAME_INDEX: dict[str, int] = {}
+_STATIC_NAME_INDEX: Final[dict[str, int]] = {}
 for _i, (_name, _value) in enumerate(_STATIC, start=1):
     _STATIC_NAME_INDEX.setdefault(_name, _i)
 # Most entries HeaderEncoder.encode_request keeps (a batch needs two).
-_FRAGMENTS_MAX = 64
-_STATIC_FULL_INDEX: dict[tuple[str, str], int] = {
+_FRAGMENTS_MAX: Final = 64
+_STATIC_FULL_INDEX: Final[dict[tuple[str, str], int]] = {
     pair: i for i, pair in reversed(list(enumerate(_STATIC, start=1)))
 }
 
@@ -477,9 +479,9 @@ def _octets(text: str) -> int:
     return len(text) if text.isascii() else len(text.encode("utf-8", "surrogateescape"))
 
 
-_HUFFMAN_CACHE_SIZE = 4096
-_HUFFMAN_CACHE_MAX_LEN = 64
-_huffman_cache: dict[bytes, str] = {}
+_HUFFMAN_CACHE_SIZE: Final = 4096
+_HUFFMAN_CACHE_MAX_LEN: Final = 64
+_huffman_cache: Final[dict[bytes, str]] = {}
 
 
 # Huffman decoding (RFC 7541 section 5.2, Appendix B). hpack walks its state machine a nibble
@@ -494,10 +496,11 @@ _huffman_cache: dict[bytes, str] = {}
 #   (the loop of flat ``bytes`` tables below costs twice as much there);
 # - compiled (mypyc), flat ``bytes`` tables and ``int`` locals, which mypyc turns into a C loop
 #   of byte loads, about a tenth of the tuple loop's cost there.
-_FAIL = huffman_table.HUFFMAN_FAIL
-_FAIL_STATE = 256 << 8
+# Final: mypyc makes these C constants rather than module dictionary lookups.
+_FAIL: Final = huffman_table.HUFFMAN_FAIL
+_FAIL_STATE: Final = 256 << 8
 # A ``_COUNTS`` value: this (state, byte) reaches EOS or an impossible code.
-_FAILED = 3
+_FAILED: Final = 3
 
 
 class _HuffmanTables:
@@ -558,6 +561,7 @@ class _HuffmanTables:
 
 _tables: _HuffmanTables | None = None
 _tuple_table: list[tuple[int, bytes]] | None = None
+_shifted_accepting: frozenset[int] = frozenset()
 
 
 def _huffman_tables() -> _HuffmanTables:
@@ -575,17 +579,18 @@ def _huffman_error(failed: bool) -> HpackError:
 
 def _decode_huffman_tuples(raw: bytes) -> bytes:
     """The interpreted build's Huffman decoder (see above)."""
-    global _tuple_table
+    global _tuple_table, _shifted_accepting
     table = _tuple_table
     if table is None:
         table = _tuple_table = _huffman_tables().tuples()
+        _shifted_accepting = _huffman_tables().shifted_accepting
     state = 0
     parts: list[bytes] = []
     append = parts.append
     for byte in raw:
         state, emitted = table[state | byte]
         append(emitted)
-    if state not in _huffman_tables().shifted_accepting:
+    if state not in _shifted_accepting:
         raise _huffman_error(state == _FAIL_STATE)
     return b"".join(parts)
 
