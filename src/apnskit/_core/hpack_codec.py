@@ -462,8 +462,11 @@ def _decode_string(block: bytes, pos: int) -> tuple[str, int]:
 
 def _decode_huffman_text(raw: bytes) -> str:
     """Decode a Huffman-coded string (section 5.2) that is not in the cache, and cache it."""
-    decoded = _decode_huffman_flat(raw) if _COMPILED else _decode_huffman_tuples(raw)
-    text = decoded.decode("utf-8", "surrogateescape")
+    text = _decode_huffman_flat(raw) if _COMPILED else _decode_huffman_tuples(raw)
+    if not text.isascii():
+        # The decoders give each octet as the character of the same code point: the octets
+        # back, then as UTF-8 like every other string (see HeaderDecoder.decode).
+        text = text.encode("latin-1").decode("utf-8", "surrogateescape")
     # Most Huffman strings repeat (server, date, content-type, reason headers...); only the
     # apns-id is new on every response. Remember recent ones, bounded in entries and in
     # entry size, so a hostile server cannot make the cache big. (An empty string is never
@@ -488,79 +491,72 @@ _huffman_cache: Final[dict[bytes, str]] = {}
 # at a time; we fold two of its steps into one table indexed by (state, byte), which halves
 # the loop iterations for the apns-id a server sends on every response. The tables (65,536
 # entries) are built on first use from hpack's, so both agree by construction. Whether the
-# string ended on valid padding is a property of the final state.
+# string ended on valid padding is a property of the final state. The symbols come out as
+# the characters of the same code points (latin-1): APNs headers are ASCII, where that is
+# already the text, so no bytes are built and decoded (_decode_huffman_text does the rest).
 #
 # Two loops walk the same transitions, each the fastest for its build (callgrind, issue 13):
 # - interpreted, a list of (next state << 8, symbols emitted) tuples, failures leading to an
 #   absorbing state so the body has no branch: one lookup, one unpack, one append per byte
-#   (the loop of flat ``bytes`` tables below costs twice as much there);
-# - compiled (mypyc), flat ``bytes`` tables and ``int`` locals, which mypyc turns into a C loop
-#   of byte loads, about a tenth of the tuple loop's cost there.
+#   (the loop over flat tables below costs twice as much there);
+# - compiled (mypyc), flat ``bytes`` tables, a list of strings and ``int`` locals, which mypyc
+#   turns into a C loop of byte loads and list appends, several times cheaper than the tuple
+#   loop there.
 # Final: mypyc makes these C constants rather than module dictionary lookups.
 _FAIL: Final = huffman_table.HUFFMAN_FAIL
 _FAIL_STATE: Final = 256 << 8
-# A ``_COUNTS`` value: this (state, byte) reaches EOS or an impossible code.
-_FAILED: Final = 3
 
 
 class _HuffmanTables:
-    """The folded transitions, flat: entry ``state << 8 | byte`` of each table."""
+    """The folded transitions: entry ``state << 8 | byte`` of each table."""
 
-    __slots__ = ("accepting", "counts", "firsts", "nexts", "seconds", "shifted_accepting")
+    __slots__ = ("accepting", "failed", "nexts", "shifted_accepting", "texts")
 
     def __init__(self) -> None:
         nibble_table = huffman_table.HUFFMAN_TABLE
         emit = huffman_table.HUFFMAN_EMIT_SYMBOL
         complete = huffman_table.HUFFMAN_COMPLETE
         nexts = bytearray(65536)
-        counts = bytearray(65536)  # symbols emitted: 0, 1, 2, or _FAILED
-        firsts = bytearray(65536)
-        seconds = bytearray(65536)
-        accepting = bytearray(257)
+        failed = bytearray(65536)  # 1: this (state, byte) reaches EOS or an impossible code
+        texts: list[str] = []
+        shared: dict[str, str] = {}  # one object per distinct emitted text
+        accepting = bytearray(256)
         accepting[0] = 1
         for index in range(65536):
             state, byte = index >> 8, index & 0xFF
             first_state, first_flags, first_out = nibble_table[state * 16 + (byte >> 4)]
             second_state, second_flags, second_out = nibble_table[first_state * 16 + (byte & 0xF)]
             if (first_flags | second_flags) & _FAIL:
-                counts[index] = _FAILED
+                failed[index] = 1
+                texts.append("")
                 continue
-            symbols = [first_out] if first_flags & emit else []
+            text = chr(first_out) if first_flags & emit else ""
             if second_flags & emit:
-                symbols.append(second_out)
-            if symbols:
-                firsts[index] = symbols[0]
-                seconds[index] = symbols[-1]
-            counts[index] = len(symbols)
+                text += chr(second_out)
+            texts.append(shared.setdefault(text, text))
             nexts[index] = second_state
             if second_flags & complete:
                 # Section 5.2: ends here only on padding shorter than 8 bits of EOS prefix.
                 accepting[second_state] = 1
         self.nexts = bytes(nexts)
-        self.counts = bytes(counts)
-        self.firsts = bytes(firsts)
-        self.seconds = bytes(seconds)
+        self.failed = bytes(failed)
+        self.texts = texts
         self.accepting = bytes(accepting)
         self.shifted_accepting = frozenset(s << 8 for s in range(256) if accepting[s])
 
-    def tuples(self) -> list[tuple[int, bytes]]:
-        """The interpreted loop's table: (next state << 8, symbols emitted) per entry."""
-        table: list[tuple[int, bytes]] = []
-        append = table.append
-        failed = (_FAIL_STATE, b"")
-        for index in range(65536):
-            count = self.counts[index]
-            if count == _FAILED:
-                append(failed)
-                continue
-            symbols = bytes((self.firsts[index], self.seconds[index])[:count])
-            append((self.nexts[index] << 8, symbols))
+    def tuples(self) -> list[tuple[int, str]]:
+        """The interpreted loop's table: (next state << 8, text emitted) per entry."""
+        failed = (_FAIL_STATE, "")
+        table = [
+            failed if self.failed[index] else (self.nexts[index] << 8, self.texts[index])
+            for index in range(65536)
+        ]
         table.extend([failed] * 256)  # the absorbing state 256
         return table
 
 
 _tables: _HuffmanTables | None = None
-_tuple_table: list[tuple[int, bytes]] | None = None
+_tuple_table: list[tuple[int, str]] | None = None
 _shifted_accepting: frozenset[int] = frozenset()
 
 
@@ -577,45 +573,41 @@ def _huffman_error(failed: bool) -> HpackError:
     return HpackError("Huffman-coded string ends with bad padding (RFC 7541 section 5.2)")
 
 
-def _decode_huffman_tuples(raw: bytes) -> bytes:
-    """The interpreted build's Huffman decoder (see above)."""
+def _decode_huffman_tuples(raw: bytes) -> str:
+    """The interpreted build's Huffman decoder (see above); symbols as latin-1 characters."""
     global _tuple_table, _shifted_accepting
     table = _tuple_table
     if table is None:
         table = _tuple_table = _huffman_tables().tuples()
         _shifted_accepting = _huffman_tables().shifted_accepting
     state = 0
-    parts: list[bytes] = []
+    parts: list[str] = []
     append = parts.append
     for byte in raw:
         state, emitted = table[state | byte]
         append(emitted)
     if state not in _shifted_accepting:
         raise _huffman_error(state == _FAIL_STATE)
-    return b"".join(parts)
+    return "".join(parts)
 
 
-def _decode_huffman_flat(raw: bytes) -> bytes:
-    """The compiled build's Huffman decoder (see above)."""
+def _decode_huffman_flat(raw: bytes) -> str:
+    """The compiled build's Huffman decoder (see above); symbols as latin-1 characters."""
     tables = _huffman_tables()
     nexts = tables.nexts
-    counts = tables.counts
-    firsts = tables.firsts
+    failed = tables.failed
+    texts = tables.texts
     state = 0
-    out: list[int] = []
+    parts: list[str] = []
     for byte in raw:
         index = (state << 8) | byte
-        count = counts[index]
-        if count:
-            if count == _FAILED:
-                raise _huffman_error(True)
-            out.append(firsts[index])
-            if count == 2:
-                out.append(tables.seconds[index])
+        if failed[index]:
+            raise _huffman_error(True)
+        parts.append(texts[index])
         state = nexts[index]
     if not tables.accepting[state]:
         raise _huffman_error(False)
-    return bytes(out)
+    return "".join(parts)
 
 
 # mypyc compiles functions into native callables; an interpreted one is a FunctionType.
@@ -623,5 +615,6 @@ _COMPILED: Final = not isinstance(_decode_huffman_tuples, types.FunctionType)
 
 
 def _decode_huffman(raw: bytes) -> bytes:
-    """Decode a Huffman-coded string (RFC 7541 section 5.2) with this build's loop."""
-    return _decode_huffman_flat(raw) if _COMPILED else _decode_huffman_tuples(raw)
+    """The octets of a Huffman-coded string (RFC 7541 section 5.2), with this build's loop."""
+    text = _decode_huffman_flat(raw) if _COMPILED else _decode_huffman_tuples(raw)
+    return text.encode("latin-1")
