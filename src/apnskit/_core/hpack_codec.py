@@ -351,10 +351,10 @@ class HeaderDecoder:
         surrogate escapes, so nothing a server sends makes decoding fail.
         """
         # This loop runs for every response; the one-byte integer forms (all APNs needs)
-        # are inlined and the rest handed to the general helpers.
+        # are inlined and the rest handed to the general helpers. Methods are called on
+        # their objects (headers.append, _huffman_cache.get), not through bound-method
+        # locals: mypyc calls those directly, a local only through the generic call.
         headers: list[tuple[str, str]] = []
-        append = headers.append
-        huffman_get = _huffman_cache.get
         pos = 0
         end = len(block)
         allow_size_update = True
@@ -368,7 +368,9 @@ class HeaderDecoder:
                         pos += 1
                     else:
                         index, pos = _decode_integer(block, pos, 7)
-                    append(_STATIC[index - 1] if 0 < index <= _STATIC_LEN else self._lookup(index))
+                    headers.append(
+                        _STATIC[index - 1] if 0 < index <= _STATIC_LEN else self._lookup(index)
+                    )
                     allow_size_update = False
                     continue
                 if first & 0x40:
@@ -412,14 +414,14 @@ class HeaderDecoder:
                     raw = block[pos:stop]
                     pos = stop
                     if first & 0x80:
-                        value = huffman_get(raw) or _decode_huffman_text(raw)
+                        value = _huffman_cache.get(raw) or _decode_huffman_text(raw)
                     else:
                         value = raw.decode("utf-8", "surrogateescape")
                 if indexing and self._max_size:
                     # With a table size of 0 (nginx asks for it) every entry is larger than
                     # the table, and adding one leaves the already empty table empty (4.4).
                     self._add(name, value)
-                append((name, value))
+                headers.append((name, value))
         except IndexError:
             raise HpackError("header block ends in the middle of a field") from None
         return headers
@@ -599,8 +601,9 @@ def _decode_huffman_flat(raw: bytes) -> str:
     texts = tables.texts
     state = 0
     parts: list[str] = []
-    for byte in raw:
-        index = (state << 8) | byte
+    # By position: mypyc reads raw[i] as a C integer, while ``for byte in raw`` boxes each.
+    for position in range(len(raw)):
+        index = (state << 8) | raw[position]
         if failed[index]:
             raise _huffman_error(True)
         parts.append(texts[index])
