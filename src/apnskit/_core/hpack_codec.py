@@ -600,13 +600,14 @@ def _decode_huffman_flat(raw: bytes) -> str:
     failed = tables.failed
     texts = tables.texts
     state = 0
-    parts: list[str] = []
-    # By position: mypyc reads raw[i] as a C integer, while ``for byte in raw`` boxes each.
+    # One slot per byte, filled in place: no list growth. By position: mypyc reads raw[i]
+    # as a C integer, while ``for byte in raw`` boxes each.
+    parts = [""] * len(raw)
     for position in range(len(raw)):
         index = (state << 8) | raw[position]
         if failed[index]:
             raise _huffman_error(True)
-        parts.append(texts[index])
+        parts[position] = texts[index]
         state = nexts[index]
     if not tables.accepting[state]:
         raise _huffman_error(False)
