@@ -350,10 +350,8 @@ class HeaderDecoder:
         Strings are decoded as UTF-8 (APNs sends ASCII); undecodable octets are kept as
         surrogate escapes, so nothing a server sends makes decoding fail.
         """
-        # This loop runs for every response; the one-byte integer forms (all APNs needs)
-        # are inlined and the rest handed to the general helpers. Methods are called on
-        # their objects (headers.append, _huffman_cache.get), not through bound-method
-        # locals: mypyc calls those directly, a local only through the generic call.
+        # Runs for every response: the one-byte integer forms (all APNs needs) are inlined.
+        # No bound-method locals: mypyc calls headers.append and dict.get directly.
         headers: list[tuple[str, str]] = []
         pos = 0
         end = len(block)
