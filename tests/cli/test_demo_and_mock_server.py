@@ -85,12 +85,19 @@ def test_mock_server_bad_argument_exits_2(cli) -> None:
 
 
 def test_standalone_mock_server_serves_send(cli) -> None:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "apnskit", "mock-server", "--port", "0"],
-        stdout=subprocess.PIPE,
-        text=True,
-        env=_env(),
-    )
+    # A test run started in the background of a non-interactive shell ignores SIGINT, and an
+    # ignored signal stays ignored across exec: the server would never see the Ctrl-C below.
+    # With a handler in place while it starts, the child starts with the default instead.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "apnskit", "mock-server", "--port", "0"],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=_env(),
+        )
+    finally:
+        signal.signal(signal.SIGINT, previous)
     try:
         info: dict[str, str] = {}
         assert proc.stdout is not None

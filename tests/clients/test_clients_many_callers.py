@@ -7,6 +7,7 @@ leave together; an asyncio task sleeps on a bare future. None of it may cost a r
 
 from __future__ import annotations
 
+import gc
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -245,3 +246,32 @@ async def test_a_task_handed_the_driver_role_with_its_work_done_passes_it_on(
     assert returned == ["a", "b"]
     assert not client._driving
     await client.close()
+
+
+# ------------------------------------------------------------------ both clients, garbage
+
+
+async def test_a_finished_send_leaves_no_reference_cycle(
+    make_client: Callable[..., Client],
+) -> None:
+    # Each send() used to leave its ticket and its waiter pointing at each other (the
+    # waiter's deque holds the ticket, the ticket its waiter): a cycle only the garbage
+    # collector frees. With many callers that made it run a collection every few dozen
+    # sends. Broken, the garbage collector finds no ticket to free.
+    from apnskit._engine.tickets import Ticket
+
+    client = make_client(FakeTransport(echo))
+    assert (await client.send(notification())).accepted  # connected; setup garbage made
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        for _ in range(20):
+            assert (await client.send(notification())).accepted
+        gc.collect()
+        cyclic = [item for item in gc.garbage if isinstance(item, Ticket)]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert cyclic == []

@@ -8,8 +8,8 @@ How it waits: whichever calling thread finds nobody doing I/O becomes the *drive
 multiplexes every pooled connection with one poller, feeds what it reads to the shared
 :class:`~apnskit._engine.dispatcher.Dispatcher` and wakes the threads whose notifications ended.
 When its own notification is done it hands the role over. Other threads only queue their
-notifications and wake the driver, so no socket is ever touched by two threads at once (an
-``ssl.SSLSocket`` must not be).
+notifications and wake the driver, so no socket is ever touched by two threads at once (a
+TLS session, ``ssl.SSLObject`` or ``ssl.SSLSocket``, must not be).
 
 Connecting (DNS, TCP, TLS: up to ``Timeout.connect``) runs in a short-lived thread per
 connection, so the driver keeps reading and writing the other connections meanwhile; the
@@ -192,8 +192,11 @@ class SyncDriver(ClientBase):
     def _init_io(self) -> None:
         self._poller: SyncPoller = self._transport.poller()
         self._lock = threading.Lock()
+        # The condition (over the same lock) only for close() waiting on the step-down;
+        # everything else takes the bare lock: Condition's __enter__ and __exit__ are Python
+        # calls, two more per use.
         self._cond = threading.Condition(self._lock)
-        self._guard: contextlib.AbstractContextManager[Any] = self._cond  # for the public layer
+        self._guard: contextlib.AbstractContextManager[Any] = self._lock  # for the public layer
         self._driving = False
         self._driver_thread: int | None = None
         self._waiters: set[SyncWakeup] = set()
@@ -221,7 +224,7 @@ class SyncDriver(ClientBase):
             management._shutdown()
         with self._cond:
             if not called_by_driver:
-                # Let the driving thread notice and step down first: an ssl.SSLSocket must
+                # Let the driving thread notice and step down first: a TLS session must
                 # never be used by two threads at once. It leaves at its next step; a
                 # connect or a write in progress is bounded by their timeouts.
                 limit = time.monotonic() + _STEP_DOWN_WAIT
@@ -354,14 +357,14 @@ class SyncDriver(ClientBase):
         clock = self._clock
         credentials = self._credentials
         while True:
-            with self._cond:
+            with self._lock:
                 connected = list(self._connected)
                 self._connected.clear()
             for conn, stream, error in connected:
                 self._take_connected(conn, stream, error)
             # The token is read here, outside the core (it may renew it: a signature).
             authorization = credentials.authorization()
-            with self._cond:
+            with self._lock:
                 if self._closed:
                     return
                 now = clock()
@@ -387,11 +390,11 @@ class SyncDriver(ClientBase):
                 try:
                     conn.stream.write(data)
                 except ApnsError as error:
-                    with self._cond:
+                    with self._lock:
                         dispatcher.connection_lost(conn, error, clock())
             if closing:
                 continue
-            with self._cond:
+            with self._lock:
                 if self._connected or (self._submitted and not self._batch.count):
                     # Work (or a finished connect) arrived while we were writing: take it in
                     # before sleeping. While callers woken by our last read are on their way
@@ -408,7 +411,7 @@ class SyncDriver(ClientBase):
             try:
                 ready = self._poller.wait(timeout)
             finally:
-                with self._cond:
+                with self._lock:
                     self._polling = False
             for stream in ready:
                 self._read(stream)
@@ -433,7 +436,7 @@ class SyncDriver(ClientBase):
                     break
         except ApnsError as exc:
             error = exc
-        with self._cond:
+        with self._lock:
             now = self._clock()
             if chunks:
                 self._dispatcher.receive(conn, b"".join(chunks), now)
@@ -469,7 +472,7 @@ class SyncDriver(ClientBase):
             error = exc
         except Exception as exc:  # a custom transport that does not map its errors
             error = ConnectError(f"cannot connect to {setup.host}:{setup.port}: {exc!r}")
-        with self._cond:
+        with self._lock:
             closed = self._closed
             if not closed:
                 self._connected.append((conn, stream, error))
@@ -484,11 +487,11 @@ class SyncDriver(ClientBase):
     ) -> None:
         # Called by the driver only: it alone registers streams with the poller.
         if stream is None:
-            with self._cond:
+            with self._lock:
                 assert error is not None
                 self._dispatcher.connect_failed(conn, error, self._clock())
             return
-        with self._cond:
+        with self._lock:
             if self._closed:
                 closed = True
             else:
@@ -512,6 +515,6 @@ class SyncDriver(ClientBase):
             pass
         self._poller.unregister(stream)
         stream.close()
-        with self._cond:
+        with self._lock:
             self._streams.pop(id(stream), None)
             self._dispatcher.forget(conn)
