@@ -13,7 +13,8 @@ apns-id), ``response`` (the core's ``ResponseReceived`` event for one answer, as
 ``_complete`` builds it), ``sync`` and ``asyncio`` (the client end to end against nginx, one
 connection), ``threads`` and
 ``tasks`` (50 threads calling ``PushClient.send()``, 1,000 asyncio tasks awaiting
-``AsyncPushClient.send()``, as ``throughput.py --callers`` runs them). Put another
+``AsyncPushClient.send()``, as ``throughput.py --callers`` runs them), ``decode`` (the core's
+HPACK decoding of nginx's response header block, a new Huffman-coded apns-id each time). Put another
 checkout's ``src`` first on ``PYTHONPATH`` to count the code before a change.
 """
 
@@ -78,6 +79,42 @@ def engine(count: int) -> None:
         while finished:
             finished.popleft()
             results += 1
+
+
+def decode_responses(count: int) -> None:
+    """``HeaderDecoder.decode`` of nginx's response header block, a new ``apns-id`` each time.
+
+    The block is the one bench/nginx.conf's server sends (a table size update to 0, then
+    ``:status``, ``server``, ``date``, ``content-type``, ``content-length`` and a
+    Huffman-coded ``apns-id``): the decoder's whole per-response work in the ``sync`` runs.
+    """
+    from hpack.huffman import HuffmanEncoder
+    from hpack.huffman_constants import REQUEST_CODES, REQUEST_CODES_LENGTH
+
+    from apnskit._core.hpack_codec import HeaderDecoder
+
+    huffman = HuffmanEncoder(REQUEST_CODES, REQUEST_CODES_LENGTH).encode
+
+    def string(value: bytes) -> bytes:
+        coded = huffman(value)
+        return bytes((0x80 | len(coded),)) + coded
+
+    head = (
+        b"\x88\x76"
+        + string(b"nginx/1.22.1")
+        + b"\x61"
+        + string(b"Tue, 01 Dec 2026 02:16:50 GMT")
+        + b"\x5f"
+        + string(b"text/plain")
+        + b"\x5c\x010\x40"
+        + string(b"apns-id")
+    )
+    rnd = random.Random(5)
+    blocks = [head + string(uuid.UUID(int=rnd.getrandbits(128)).hex.encode()) for _ in range(5000)]
+    decoder = HeaderDecoder()
+    decoder.decode(b"\x20" + blocks[0])  # nginx's first block: table size 0
+    for i in range(count):
+        decoder.decode(blocks[i % 5000])
 
 
 def main() -> None:
@@ -179,10 +216,12 @@ def main() -> None:
                 throughput.run_tasks(server, count, 1000)
         finally:
             server.stop()
+    elif what == "decode":
+        decode_responses(count)
     else:
         sys.exit(
             "workloads: core, engine, notification, payload, huffman, response, sync, asyncio, "
-            "threads, tasks"
+            "threads, tasks, decode"
         )
 
 

@@ -9,27 +9,90 @@ evictions and size updates).
 from __future__ import annotations
 
 import random
+import types
+from collections.abc import Callable
 
 import pytest
 from hpack import Decoder
 from hpack.huffman import HuffmanEncoder
 from hpack.huffman_constants import REQUEST_CODES, REQUEST_CODES_LENGTH
 from hpack.huffman_table import decode_huffman
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from apnskit._core.hpack_codec import HeaderDecoder, HeaderEncoder, HpackError, _decode_huffman
+from apnskit._core import hpack_codec
+from apnskit._core.hpack_codec import (
+    HeaderDecoder,
+    HeaderEncoder,
+    HpackError,
+    _decode_huffman,
+    encode_integer,
+)
 
 _ENCODER = HuffmanEncoder(REQUEST_CODES, REQUEST_CODES_LENGTH)
 
 
-def test_huffman_round_trips_every_byte_value() -> None:
+def _octets(decode: Callable[[bytes], str]) -> Callable[[bytes], bytes]:
+    # The loops give each decoded octet as the character of the same code point.
+    return lambda raw: decode(raw).encode("latin-1")
+
+
+# Both loops run in both builds (each build uses one; see hpack_codec): each by name, and the
+# build's own through _decode_huffman.
+_DECODERS = pytest.mark.parametrize(
+    "decode",
+    [
+        _octets(hpack_codec._decode_huffman_tuples),
+        _octets(hpack_codec._decode_huffman_flat),
+        _decode_huffman,
+    ],
+    ids=["tuples", "flat", "build"],
+)
+
+
+def test_the_build_uses_the_loop_made_for_it() -> None:
+    compiled = not isinstance(hpack_codec.HeaderDecoder.decode, types.FunctionType)
+    assert hpack_codec._COMPILED is compiled
+
+
+@_DECODERS
+def test_huffman_round_trips_every_byte_value(decode: Callable[[bytes], bytes]) -> None:
     rnd = random.Random(13)
     samples = [bytes(range(256)), b"", b"0123456789abcdef-"]
     samples += [bytes(rnd.randrange(256) for _ in range(rnd.randrange(1, 50))) for _ in range(500)]
     for data in samples:
-        assert _decode_huffman(_ENCODER.encode(data)) == data
+        assert decode(_ENCODER.encode(data)) == data
 
 
-def test_huffman_rejects_exactly_what_hpack_rejects() -> None:
+@_DECODERS
+@settings(max_examples=300, deadline=None)
+@given(data=st.binary(max_size=80))
+def test_huffman_agrees_with_hpack_on_any_string(
+    decode: Callable[[bytes], bytes], data: bytes
+) -> None:
+    raw = _ENCODER.encode(data)
+    assert decode(raw) == decode_huffman(raw) == data
+
+
+@_DECODERS
+@settings(max_examples=300, deadline=None)
+@given(raw=st.binary(max_size=12))
+def test_huffman_accepts_and_rejects_any_bytes_as_hpack_does(
+    decode: Callable[[bytes], bytes], raw: bytes
+) -> None:
+    try:
+        expected: bytes | None = decode_huffman(raw)
+    except Exception:
+        expected = None
+    if expected is None:
+        with pytest.raises(HpackError):
+            decode(raw)
+    else:
+        assert decode(raw) == expected
+
+
+@_DECODERS
+def test_huffman_rejects_exactly_what_hpack_rejects(decode: Callable[[bytes], bytes]) -> None:
     rnd = random.Random(7)
     rejected = 0
     for _ in range(5000):
@@ -41,9 +104,9 @@ def test_huffman_rejects_exactly_what_hpack_rejects() -> None:
         if expected is None:
             rejected += 1
             with pytest.raises(HpackError):
-                _decode_huffman(raw)
+                decode(raw)
         else:
-            assert _decode_huffman(raw) == expected
+            assert decode(raw) == expected
     assert rejected > 1000  # the sample really exercises the failure paths
 
 
@@ -55,9 +118,26 @@ def test_huffman_rejects_exactly_what_hpack_rejects() -> None:
         (b"\x1f\xff", "bad padding"),  # padding of 8 or more bits
     ],
 )
-def test_huffman_errors_name_the_rule(raw: bytes, message: str) -> None:
+@_DECODERS
+def test_huffman_errors_name_the_rule(
+    decode: Callable[[bytes], bytes], raw: bytes, message: str
+) -> None:
     with pytest.raises(HpackError, match=message):
-        _decode_huffman(raw)
+        decode(raw)
+
+
+@settings(max_examples=200, deadline=None)
+@given(value=st.binary(max_size=40) | st.text(max_size=20).map(str.encode))
+def test_huffman_values_decode_as_utf8_with_escapes(value: bytes) -> None:
+    # Huffman-coded values take a separate path (latin-1 characters, then UTF-8 only when
+    # not ASCII): the same text as an uncoded value, undecodable octets surrogate-escaped.
+    huffman = _ENCODER.encode(value)
+    block = b"\x00\x01x" + encode_integer(len(huffman), 7, 0x80) + huffman
+    plain = b"\x00\x01x" + encode_integer(len(value), 7, 0) + value
+    expected = [("x", value.decode("utf-8", "surrogateescape"))]
+    assert HeaderDecoder().decode(block) == expected
+    assert HeaderDecoder().decode(plain) == expected
+    assert HeaderDecoder().decode(block) == expected  # a second time, from the cache
 
 
 def test_encoder_index_cache_follows_insertions_and_evictions() -> None:

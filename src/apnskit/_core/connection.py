@@ -57,35 +57,38 @@ from apnskit._errors import LocalProtocolError, RemoteProtocolError
 
 __all__ = ["ApnsConnection", "ErrorCode", "RequestHandle"]
 
+# Module constants are Final: mypyc then reads them as C globals rather than through the
+# module dictionary, which the hot paths otherwise pay on every use (issue 13).
+
 # RFC 9113 section 3.4: the client connection preface.
-PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+PREFACE: Final = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 # Frame types (section 6).
-DATA = 0x0
-HEADERS = 0x1
-PRIORITY = 0x2
-RST_STREAM = 0x3
-SETTINGS = 0x4
-PUSH_PROMISE = 0x5
-PING = 0x6
-GOAWAY = 0x7
-WINDOW_UPDATE = 0x8
-CONTINUATION = 0x9
+DATA: Final = 0x0
+HEADERS: Final = 0x1
+PRIORITY: Final = 0x2
+RST_STREAM: Final = 0x3
+SETTINGS: Final = 0x4
+PUSH_PROMISE: Final = 0x5
+PING: Final = 0x6
+GOAWAY: Final = 0x7
+WINDOW_UPDATE: Final = 0x8
+CONTINUATION: Final = 0x9
 
 # Flags.
-FLAG_END_STREAM = 0x1
-FLAG_ACK = 0x1
-FLAG_END_HEADERS = 0x4
-FLAG_PADDED = 0x8
-FLAG_PRIORITY = 0x20
+FLAG_END_STREAM: Final = 0x1
+FLAG_ACK: Final = 0x1
+FLAG_END_HEADERS: Final = 0x4
+FLAG_PADDED: Final = 0x8
+FLAG_PRIORITY: Final = 0x20
 
 # Settings (section 6.5.2).
-SETTINGS_HEADER_TABLE_SIZE = 0x1
-SETTINGS_ENABLE_PUSH = 0x2
-SETTINGS_MAX_CONCURRENT_STREAMS = 0x3
-SETTINGS_INITIAL_WINDOW_SIZE = 0x4
-SETTINGS_MAX_FRAME_SIZE = 0x5
-SETTINGS_MAX_HEADER_LIST_SIZE = 0x6
+SETTINGS_HEADER_TABLE_SIZE: Final = 0x1
+SETTINGS_ENABLE_PUSH: Final = 0x2
+SETTINGS_MAX_CONCURRENT_STREAMS: Final = 0x3
+SETTINGS_INITIAL_WINDOW_SIZE: Final = 0x4
+SETTINGS_MAX_FRAME_SIZE: Final = 0x5
+SETTINGS_MAX_HEADER_LIST_SIZE: Final = 0x6
 
 
 class ErrorCode:
@@ -107,22 +110,22 @@ class ErrorCode:
     HTTP_1_1_REQUIRED: Final = 0xD
 
 
-_MAX_WINDOW = 2**31 - 1  # section 6.9.1
-_MAX_STREAM_ID = 2**31 - 1
-_DEFAULT_WINDOW = 65_535  # section 6.9.2
-_DEFAULT_MAX_FRAME = 16_384  # section 6.5.2
-_MAX_FRAME_LIMIT = 16_777_215
+_MAX_WINDOW: Final = 2**31 - 1  # section 6.9.1
+_MAX_STREAM_ID: Final = 2**31 - 1
+_DEFAULT_WINDOW: Final = 65_535  # section 6.9.2
+_DEFAULT_MAX_FRAME: Final = 16_384  # section 6.5.2
+_MAX_FRAME_LIMIT: Final = 16_777_215
 
 # 24-bit length as 16+8 bits, type, flags, 31-bit stream id (section 4.1).
-_FRAME_HEADER = struct.Struct(">HBBBL")
-_pack_header = _FRAME_HEADER.pack
-_unpack_header = _FRAME_HEADER.unpack_from
-_U32 = struct.Struct(">L")
-_SETTING = struct.Struct(">HL")
-_GOAWAY = struct.Struct(">LL")
+_FRAME_HEADER: Final = struct.Struct(">HBBBL")
+_pack_header: Final = _FRAME_HEADER.pack
+_unpack_header: Final = _FRAME_HEADER.unpack_from
+_U32: Final = struct.Struct(">L")
+_SETTING: Final = struct.Struct(">HL")
+_GOAWAY: Final = struct.Struct(">LL")
 
 # Headers that repeat across requests on a connection, worth a dynamic-table entry.
-_INDEXABLE = frozenset(
+_INDEXABLE: Final = frozenset(
     {
         ":method",
         ":scheme",
@@ -143,32 +146,32 @@ _INDEXABLE = frozenset(
 # cannot grow past it (issue 10). Bytes buffered for an open stream are only given back to
 # the connection window when the stream ends, so all open streams together never hold more
 # than the connection window.
-_LOCAL_STREAM_WINDOW = 1 << 20
-_LOCAL_CONNECTION_WINDOW = 1 << 24
+_LOCAL_STREAM_WINDOW: Final = 1 << 20
+_LOCAL_CONNECTION_WINDOW: Final = 1 << 24
 # SETTINGS_MAX_HEADER_LIST_SIZE we advertise and enforce (section 6.5.2, 10.5.1), also the cap
 # on a header block's encoded size, so a CONTINUATION flood cannot grow without end.
-_MAX_HEADER_LIST_SIZE = 1 << 16
+_MAX_HEADER_LIST_SIZE: Final = 1 << 16
 # Error bodies and GOAWAY debug data larger than this are not parsed as JSON; APNs sends a
 # few dozen bytes. ``detail`` keeps at most _DETAIL_CHARS characters of an unexpected body.
-_MAX_JSON_BODY = 4096
-_DETAIL_CHARS = 120
+_MAX_JSON_BODY: Final = 4096
+_DETAIL_CHARS: Final = 120
 
 # Section 8.2.2: connection-specific header fields make a message malformed.
-_CONNECTION_SPECIFIC = frozenset(
+_CONNECTION_SPECIFIC: Final = frozenset(
     {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"}
 )
 # Section 8.2.1: a field name has no characters 0x00-0x20, 'A'-'Z', 0x7f-0xff, and no colon
 # outside pseudo-headers (which are checked by name, section 8.3).
-_FIELD_NAME = re.compile(r"[\x21-\x39\x3b-\x40\x5b-\x7e]+\Z").match
+_FIELD_NAME: Final = re.compile(r"[\x21-\x39\x3b-\x40\x5b-\x7e]+\Z").match
 # Regular response header names already found valid (a small bounded cache: names repeat).
-_valid_names: set[str] = {"apns-id", "apns-unique-id", "content-length", "content-type"}
-_VALID_NAMES_MAX = 256
+_valid_names: Final[set[str]] = {"apns-id", "apns-unique-id", "content-length", "content-type"}
+_VALID_NAMES_MAX: Final = 256
 
 
 # Where a request body that could not go out at once waits (RequestHandle._body_wait).
-_NOT_WAITING = 0
-_WAIT_CONNECTION = 1
-_WAIT_STREAM = 2
+_NOT_WAITING: Final = 0
+_WAIT_CONNECTION: Final = 1
+_WAIT_STREAM: Final = 2
 
 
 def _frame(frame_type: int, flags: int, stream_id: int, payload: bytes) -> bytes:
@@ -1236,7 +1239,7 @@ def _header_list_size(headers: list[tuple[str, str]]) -> int:
 
 
 # Section 15 of RFC 9110: the valid :status values, as the strings that carry them.
-_STATUS_CODES = {str(code): code for code in range(100, 600)}
+_STATUS_CODES: Final = {str(code): code for code in range(100, 600)}
 
 
 def _parse_error_body(body: bytes) -> tuple[str | None, int | None, str | None]:

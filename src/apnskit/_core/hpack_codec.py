@@ -21,8 +21,10 @@ size updates included, because its table has to stay in step with the peer's enc
 from __future__ import annotations
 
 import contextlib
+import types
 from collections import deque
 from collections.abc import Iterable, Sequence
+from typing import Final
 
 from hpack import huffman_table
 from hpack.table import HeaderTable
@@ -31,22 +33,24 @@ from apnskit._errors import RemoteProtocolError
 
 __all__ = ["DEFAULT_TABLE_SIZE", "HeaderDecoder", "HeaderEncoder", "HpackError", "encode_integer"]
 
+# Module constants are Final: mypyc then reads them as C globals, not through the module
+# dictionary (issue 13).
 #: RFC 9113 section 6.5.2: SETTINGS_HEADER_TABLE_SIZE starts at 4096.
-DEFAULT_TABLE_SIZE = 4096
+DEFAULT_TABLE_SIZE: Final = 4096
 #: RFC 7541 section 4.1: an entry costs its name and value lengths plus 32.
-_ENTRY_OVERHEAD = 32
+_ENTRY_OVERHEAD: Final = 32
 
-_STATIC: tuple[tuple[str, str], ...] = tuple(
+_STATIC: Final[tuple[tuple[str, str], ...]] = tuple(
     (name.decode("latin-1"), value.decode("latin-1")) for name, value in HeaderTable.STATIC_TABLE
 )
-_STATIC_LEN = len(_STATIC)  # 61
+_STATIC_LEN: Final = len(_STATIC)  # 61
 # First static index for each header name (RFC 7541 Appendix A), for "indexed name" literals.
-_STATIC_NAME_INDEX: dict[str, int] = {}
+_STATIC_NAME_INDEX: Final[dict[str, int]] = {}
 for _i, (_name, _value) in enumerate(_STATIC, start=1):
     _STATIC_NAME_INDEX.setdefault(_name, _i)
 # Most entries HeaderEncoder.encode_request keeps (a batch needs two).
-_FRAGMENTS_MAX = 64
-_STATIC_FULL_INDEX: dict[tuple[str, str], int] = {
+_FRAGMENTS_MAX: Final = 64
+_STATIC_FULL_INDEX: Final[dict[tuple[str, str], int]] = {
     pair: i for i, pair in reversed(list(enumerate(_STATIC, start=1)))
 }
 
@@ -346,11 +350,9 @@ class HeaderDecoder:
         Strings are decoded as UTF-8 (APNs sends ASCII); undecodable octets are kept as
         surrogate escapes, so nothing a server sends makes decoding fail.
         """
-        # This loop runs for every response; the one-byte integer forms (all APNs needs)
-        # are inlined and the rest handed to the general helpers.
+        # Runs for every response: the one-byte integer forms (all APNs needs) are inlined.
+        # No bound-method locals: mypyc calls headers.append and dict.get directly.
         headers: list[tuple[str, str]] = []
-        append = headers.append
-        huffman_get = _huffman_cache.get
         pos = 0
         end = len(block)
         allow_size_update = True
@@ -364,7 +366,9 @@ class HeaderDecoder:
                         pos += 1
                     else:
                         index, pos = _decode_integer(block, pos, 7)
-                    append(_STATIC[index - 1] if 0 < index <= _STATIC_LEN else self._lookup(index))
+                    headers.append(
+                        _STATIC[index - 1] if 0 < index <= _STATIC_LEN else self._lookup(index)
+                    )
                     allow_size_update = False
                     continue
                 if first & 0x40:
@@ -408,14 +412,14 @@ class HeaderDecoder:
                     raw = block[pos:stop]
                     pos = stop
                     if first & 0x80:
-                        value = huffman_get(raw) or _decode_huffman_text(raw)
+                        value = _huffman_cache.get(raw) or _decode_huffman_text(raw)
                     else:
                         value = raw.decode("utf-8", "surrogateescape")
                 if indexing and self._max_size:
                     # With a table size of 0 (nginx asks for it) every entry is larger than
                     # the table, and adding one leaves the already empty table empty (4.4).
                     self._add(name, value)
-                append((name, value))
+                headers.append((name, value))
         except IndexError:
             raise HpackError("header block ends in the middle of a field") from None
         return headers
@@ -458,7 +462,11 @@ def _decode_string(block: bytes, pos: int) -> tuple[str, int]:
 
 def _decode_huffman_text(raw: bytes) -> str:
     """Decode a Huffman-coded string (section 5.2) that is not in the cache, and cache it."""
-    text = _decode_huffman(raw).decode("utf-8", "surrogateescape")
+    text = _decode_huffman_flat(raw) if _COMPILED else _decode_huffman_tuples(raw)
+    if not text.isascii():
+        # The decoders give each octet as the character of the same code point: the octets
+        # back, then as UTF-8 like every other string (see HeaderDecoder.decode).
+        text = text.encode("latin-1").decode("utf-8", "surrogateescape")
     # Most Huffman strings repeat (server, date, content-type, reason headers...); only the
     # apns-id is new on every response. Remember recent ones, bounded in entries and in
     # entry size, so a hostile server cannot make the cache big. (An empty string is never
@@ -474,68 +482,141 @@ def _octets(text: str) -> int:
     return len(text) if text.isascii() else len(text.encode("utf-8", "surrogateescape"))
 
 
-_HUFFMAN_CACHE_SIZE = 4096
-_HUFFMAN_CACHE_MAX_LEN = 64
-_huffman_cache: dict[bytes, str] = {}
+_HUFFMAN_CACHE_SIZE: Final = 4096
+_HUFFMAN_CACHE_MAX_LEN: Final = 64
+_huffman_cache: Final[dict[bytes, str]] = {}
 
 
 # Huffman decoding (RFC 7541 section 5.2, Appendix B). hpack walks its state machine a nibble
 # at a time; we fold two of its steps into one table indexed by (state, byte), which halves
-# the Python-level loop iterations for the apns-id a server sends on every response. The
-# table (65,536 entries) is built on first use from hpack's, so both agree by construction.
-# Each entry holds the next state already shifted into place and the bytes emitted; failures
-# lead to an absorbing state, and whether the string ended on valid padding is a property of
-# the final state, so the loop body has no branch: one lookup and one append per byte.
-_FAIL = huffman_table.HUFFMAN_FAIL
-_FAIL_STATE = 256 << 8
-_state_table: list[tuple[int, bytes]] | None = None
-_accepting: frozenset[int] = frozenset()
+# the loop iterations for the apns-id a server sends on every response. The tables (65,536
+# entries) are built on first use from hpack's, so both agree by construction. Whether the
+# string ended on valid padding is a property of the final state. The symbols come out as
+# the characters of the same code points (latin-1): APNs headers are ASCII, where that is
+# already the text, so no bytes are built and decoded (_decode_huffman_text does the rest).
+#
+# Two loops walk the same transitions, each the fastest for its build (callgrind, issue 13):
+# - interpreted, a list of (next state << 8, symbols emitted) tuples, failures leading to an
+#   absorbing state so the body has no branch: one lookup, one unpack, one append per byte
+#   (the loop over flat tables below costs twice as much there);
+# - compiled (mypyc), flat ``bytes`` tables, a list of strings and ``int`` locals, which mypyc
+#   turns into a C loop of byte loads and list appends, several times cheaper than the tuple
+#   loop there.
+# Final: mypyc makes these C constants rather than module dictionary lookups.
+_FAIL: Final = huffman_table.HUFFMAN_FAIL
+_FAIL_STATE: Final = 256 << 8
 
 
-def _build_state_table() -> tuple[list[tuple[int, bytes]], frozenset[int]]:
-    # Entries are (next state << 8, symbols emitted); state 256 absorbs failures (EOS or an
-    # impossible code). Also returns the states (shifted) where a string may end.
-    nibble_table = huffman_table.HUFFMAN_TABLE
-    emit = huffman_table.HUFFMAN_EMIT_SYMBOL
-    complete = huffman_table.HUFFMAN_COMPLETE
-    table: list[tuple[int, bytes]] = []
-    append = table.append
-    accepting = {0}
-    for state in range(256):
-        for byte in range(256):
+class _HuffmanTables:
+    """The folded transitions: entry ``state << 8 | byte`` of each table."""
+
+    __slots__ = ("accepting", "failed", "nexts", "shifted_accepting", "texts")
+
+    def __init__(self) -> None:
+        nibble_table = huffman_table.HUFFMAN_TABLE
+        emit = huffman_table.HUFFMAN_EMIT_SYMBOL
+        complete = huffman_table.HUFFMAN_COMPLETE
+        nexts = bytearray(65536)
+        failed = bytearray(65536)  # 1: this (state, byte) reaches EOS or an impossible code
+        texts: list[str] = []
+        shared: dict[str, str] = {}  # one object per distinct emitted text
+        accepting = bytearray(256)
+        accepting[0] = 1
+        for index in range(65536):
+            state, byte = index >> 8, index & 0xFF
             first_state, first_flags, first_out = nibble_table[state * 16 + (byte >> 4)]
-            if first_flags & _FAIL:
-                append((_FAIL_STATE, b""))
-                continue
             second_state, second_flags, second_out = nibble_table[first_state * 16 + (byte & 0xF)]
-            if second_flags & _FAIL:
-                append((_FAIL_STATE, b""))
+            if (first_flags | second_flags) & _FAIL:
+                failed[index] = 1
+                texts.append("")
                 continue
-            out = bytes((first_out,)) if first_flags & emit else b""
+            text = chr(first_out) if first_flags & emit else ""
             if second_flags & emit:
-                out += bytes((second_out,))
+                text += chr(second_out)
+            texts.append(shared.setdefault(text, text))
+            nexts[index] = second_state
             if second_flags & complete:
                 # Section 5.2: ends here only on padding shorter than 8 bits of EOS prefix.
-                accepting.add(second_state)
-            append((second_state << 8, out))
-    table.extend([(_FAIL_STATE, b"")] * 256)
-    return table, frozenset(s << 8 for s in accepting)
+                accepting[second_state] = 1
+        self.nexts = bytes(nexts)
+        self.failed = bytes(failed)
+        self.texts = texts
+        self.accepting = bytes(accepting)
+        self.shifted_accepting = frozenset(s << 8 for s in range(256) if accepting[s])
+
+    def tuples(self) -> list[tuple[int, str]]:
+        """The interpreted loop's table: (next state << 8, text emitted) per entry."""
+        failed = (_FAIL_STATE, "")
+        table = [
+            failed if self.failed[index] else (self.nexts[index] << 8, self.texts[index])
+            for index in range(65536)
+        ]
+        table.extend([failed] * 256)  # the absorbing state 256
+        return table
 
 
-def _decode_huffman(raw: bytes) -> bytes:
-    global _state_table, _accepting
-    table = _state_table
+_tables: _HuffmanTables | None = None
+_tuple_table: list[tuple[int, str]] | None = None
+_shifted_accepting: frozenset[int] = frozenset()
+
+
+def _huffman_tables() -> _HuffmanTables:
+    global _tables
+    if _tables is None:
+        _tables = _HuffmanTables()
+    return _tables
+
+
+def _huffman_error(failed: bool) -> HpackError:
+    if failed:
+        return HpackError("invalid Huffman-coded string in a header block")
+    return HpackError("Huffman-coded string ends with bad padding (RFC 7541 section 5.2)")
+
+
+def _decode_huffman_tuples(raw: bytes) -> str:
+    """The interpreted build's Huffman decoder (see above); symbols as latin-1 characters."""
+    global _tuple_table, _shifted_accepting
+    table = _tuple_table
     if table is None:
-        table, _accepting = _build_state_table()
-        _state_table = table
+        table = _tuple_table = _huffman_tables().tuples()
+        _shifted_accepting = _huffman_tables().shifted_accepting
     state = 0
-    parts: list[bytes] = []
+    parts: list[str] = []
     append = parts.append
     for byte in raw:
         state, emitted = table[state | byte]
         append(emitted)
-    if state not in _accepting:
-        if state == _FAIL_STATE:
-            raise HpackError("invalid Huffman-coded string in a header block")
-        raise HpackError("Huffman-coded string ends with bad padding (RFC 7541 section 5.2)")
-    return b"".join(parts)
+    if state not in _shifted_accepting:
+        raise _huffman_error(state == _FAIL_STATE)
+    return "".join(parts)
+
+
+def _decode_huffman_flat(raw: bytes) -> str:
+    """The compiled build's Huffman decoder (see above); symbols as latin-1 characters."""
+    tables = _huffman_tables()
+    nexts = tables.nexts
+    failed = tables.failed
+    texts = tables.texts
+    state = 0
+    # One slot per byte, filled in place: no list growth. By position: mypyc reads raw[i]
+    # as a C integer, while ``for byte in raw`` boxes each.
+    parts = [""] * len(raw)
+    for position in range(len(raw)):
+        index = (state << 8) | raw[position]
+        if failed[index]:
+            raise _huffman_error(True)
+        parts[position] = texts[index]
+        state = nexts[index]
+    if not tables.accepting[state]:
+        raise _huffman_error(False)
+    return "".join(parts)
+
+
+# mypyc compiles functions into native callables; an interpreted one is a FunctionType.
+_COMPILED: Final = not isinstance(_decode_huffman_tuples, types.FunctionType)
+
+
+def _decode_huffman(raw: bytes) -> bytes:
+    """The octets of a Huffman-coded string (RFC 7541 section 5.2), with this build's loop."""
+    text = _decode_huffman_flat(raw) if _COMPILED else _decode_huffman_tuples(raw)
+    return text.encode("latin-1")
