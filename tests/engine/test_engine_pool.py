@@ -40,22 +40,20 @@ def _frame_types(data: bytes) -> list[int]:
 def test_one_connect_at_a_time_then_none_before_settings() -> None:
     events: list[apnskit.ClientEvent] = []
     pool = _pool(events)
-    conn = pool.grant(0.0)
-    assert conn is not None
+    (conn,) = pool.grant(0.0, 1)
     assert conn.state == PooledConnection.CONNECTING
-    assert pool.grant(0.0) is None  # one connect at a time
+    assert pool.grant(0.0, 1) == []  # one connect at a time
     pool.established(conn, 0.0)
     assert isinstance(events[-1], apnskit.ConnectionOpened)
     assert (events[-1].connection_id, events[-1].port) == (conn.id, 443)
     # Up, but no SETTINGS yet: it may soon allow many streams, so no second connection.
-    assert pool.grant(0.0) is None
+    assert pool.grant(0.0, 1) == []
 
 
 def test_failed_connect_backs_off_before_the_next_grant() -> None:
     events: list[apnskit.ClientEvent] = []
     pool = _pool(events)
-    conn = pool.grant(0.0)
-    assert conn is not None
+    (conn,) = pool.grant(0.0, 1)
     error = apnskit.ConnectError("refused")
     pool.connect_failed(conn, error, 0.0)
     (failed,) = [e for e in events if isinstance(e, apnskit.ConnectionFailed)]
@@ -63,22 +61,20 @@ def test_failed_connect_backs_off_before_the_next_grant() -> None:
     assert failed.retry_in > 0
     assert pool.connections == []
     assert not pool.any_open
-    assert pool.grant(failed.retry_in / 2) is None
+    assert pool.grant(failed.retry_in / 2, 1) == []
     assert pool.opening_wakeups(0.0) == [failed.retry_in]
-    assert pool.grant(failed.retry_in) is not None
+    assert pool.grant(failed.retry_in, 1) != []
 
 
 def test_connection_that_dies_unanswered_counts_as_a_failed_connect() -> None:
     pool = _pool([])
-    conn = pool.grant(0.0)
-    assert conn is not None
+    (conn,) = pool.grant(0.0, 1)
     pool.established(conn, 0.0)
     conn.core.connection_lost()
     pool.close(conn, "lost")
     pool.died_early(conn, 1.0)
     assert pool.opening_wakeups(1.0), "a backoff was set"
-    answered = pool.grant(100.0)
-    assert answered is not None
+    (answered,) = pool.grant(100.0, 1)
     pool.established(answered, 100.0)
     pool.answered(answered)
     answered.core.connection_lost()
@@ -90,8 +86,7 @@ def test_connection_that_dies_unanswered_counts_as_a_failed_connect() -> None:
 def test_a_drained_retiring_connection_closes_with_goaway_and_reports_once() -> None:
     events: list[apnskit.ClientEvent] = []
     pool = _pool(events)
-    conn = pool.grant(0.0)
-    assert conn is not None
+    (conn,) = pool.grant(0.0, 1)
     pool.established(conn, 0.0)
     conn.core.data_to_send()
     conn.stream = object()  # the client still holds its transport
@@ -110,8 +105,7 @@ def test_a_drained_retiring_connection_closes_with_goaway_and_reports_once() -> 
 
 def test_idle_connection_is_pinged_and_lost_without_an_answer() -> None:
     pool = _pool([])
-    conn = pool.grant(0.0)
-    assert conn is not None
+    (conn,) = pool.grant(0.0, 1)
     pool.established(conn, 0.0)
     assert not pool.check_if_idle(conn, 5.0)  # not idle long enough (ping_interval 10 s)
     assert pool.check_if_idle(conn, 10.0)
@@ -124,8 +118,7 @@ def test_idle_connection_is_pinged_and_lost_without_an_answer() -> None:
 
 def test_ping_ack_makes_a_checked_connection_ready() -> None:
     pool = _pool([])
-    conn = pool.grant(0.0)
-    assert conn is not None
+    (conn,) = pool.grant(0.0, 1)
     pool.established(conn, 0.0)
     assert pool.check_if_idle(conn, 10.0)
     pool.ping_acknowledged(conn)

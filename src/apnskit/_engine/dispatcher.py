@@ -16,8 +16,9 @@ A ticket's life::
 
 Connections (:class:`~apnskit._engine.pool.PooledConnection`) come from the
 :class:`~apnskit._engine.pool.Pool`: opened lazily, only when tickets wait and every open
-connection is saturated, never beyond ``Limits.max_connections``, and after a failed connect
-only once the reconnect backoff has passed. An idle connection is checked with an HTTP/2 PING
+connection is full, never beyond ``Limits.max_connections``, and after a failed connect only
+once the reconnect backoff has passed; several at once only after a connection proved the
+server works (see the pool's docstring). An idle connection is checked with an HTTP/2 PING
 before it is used again; one that does not answer is replaced. Which answers allow a resend
 is written down in :mod:`apnskit._engine.tickets`.
 
@@ -250,8 +251,9 @@ class Dispatcher:
         """New connection slots the client should connect now (possibly none)."""
         if self.closed or not self._waiting:
             return []
-        conn = self._pool.grant(now)
-        return [] if conn is None else [conn]
+        # The waiting tickets are what schedule() could not place: the backlog the pool
+        # sizes a burst of connects by (once a connection has proved the server works).
+        return self._pool.grant(now, len(self._waiting))
 
     def connection_established(self, conn: PooledConnection, now: float) -> None:
         """The client connected ``conn``'s transport: start HTTP/2 on it."""
@@ -261,7 +263,10 @@ class Dispatcher:
         """Connecting ``conn`` failed: back off, and fail tickets that ran out of attempts."""
         self._pool.connect_failed(conn, error, now)
         if self._pool.any_open:
-            return  # other connections still carry the waiting tickets
+            # Other connections still carry the waiting tickets, or are still connecting:
+            # connections opened together that all fail cost the tickets one attempt (the
+            # last to fail), not one each.
+            return
         # Nothing can carry the waiting tickets: each connect failure costs them an attempt.
         still: deque[Ticket] = deque()
         for ticket in self._waiting:

@@ -13,11 +13,20 @@ A connection's life::
                    +--connect_failed()        +--> retiring (stream ids nearly used up)
                       (backoff)               +--> closed (GOAWAY drained, lost, no PING ack)
 
-Connections are opened lazily: only when tickets wait and every open connection is saturated,
-never beyond ``Limits.max_connections``, and after a failed connect only once the reconnect
-backoff has passed. An idle connection is checked with an HTTP/2 PING before it is used
-again; one that does not answer is replaced. The pool reports :class:`~apnskit.ConnectionOpened`,
-:class:`~apnskit.ConnectionFailed` and :class:`~apnskit.ConnectionClosed`.
+Connections are opened lazily: only when tickets wait and every open connection is full (at the
+server's MAX_CONCURRENT_STREAMS, or waiting on its connection flow-control window), never
+beyond ``Limits.max_connections``, and after a failed connect only once the reconnect backoff
+has passed. Until a connection has proved the server works (it answered, past APNs' one-stream
+hold for token auth) and again after any failed connect, they open one at a time, each only
+once the previous one has its SETTINGS (and, under token auth, its first answer). Once proved,
+as many open at once as the waiting tickets need, judged from what the fullest open connection
+carries: far from the server each connect costs several round trips, and opening eight one
+after another would take seconds at 150 ms. Connections opened together are one connect
+attempt: when they fail, the backoff grows one step and the waiting tickets are charged one
+attempt (by the last to fail), not one per connection. An idle connection is checked with an
+HTTP/2 PING before it is used again; one that does not answer is replaced. The pool reports
+:class:`~apnskit.ConnectionOpened`, :class:`~apnskit.ConnectionFailed` and
+:class:`~apnskit.ConnectionClosed`.
 """
 
 from __future__ import annotations
@@ -51,6 +60,7 @@ class PooledConnection:
 
     __slots__ = (
         "answered",
+        "burst",
         "closed_reported",
         "core",
         "id",
@@ -80,6 +90,9 @@ class PooledConnection:
         self.ping_deadline: float | None = None
         #: True once any response arrived on it (see Pool.grant).
         self.answered = False
+        #: The grant() call that made it: connections opened together count as one connect
+        #: attempt when they fail (one backoff step, not one per connection).
+        self.burst = 0
         #: When established() ran.
         self.opened_at = 0.0
         #: True once ConnectionClosed was emitted: a GOAWAY reports it, the later drain or
@@ -145,6 +158,8 @@ class Pool:
         self._next_connection_id = 1
         self._connect_failures = 0
         self._reconnect_at = 0.0
+        self._burst = 0  # grant() calls that opened something
+        self._failed_burst = 0  # the latest burst a failure was counted for
 
     # ------------------------------------------------------------------ opening
 
@@ -154,43 +169,92 @@ class Pool:
         live = sum(1 for c in self.connections if c.holds_slot)
         return live < self._limits.max_connections
 
-    def grant(self, now: float) -> PooledConnection | None:
-        """A new connection slot to connect now, for waiting tickets; None when not yet."""
+    def grant(self, now: float, backlog: int) -> list[PooledConnection]:
+        """New connection slots to connect now for ``backlog`` waiting tickets (maybe none).
+
+        One at a time until a connection has proved the server works; then, while every
+        open connection is full, as many at once as the backlog needs (see the module
+        docstring).
+        """
         if now < self._reconnect_at:
-            return None
+            return []
         live = [c for c in self.connections if c.holds_slot]
-        if any(c.state == PooledConnection.CONNECTING for c in live):
-            return None  # one connect at a time; it may bring all the capacity we need
-        if len(live) >= self._limits.max_connections:
-            return None
-        # A connection is full at the server's MAX_CONCURRENT_STREAMS or while its bodies wait
-        # for the server's connection window: far from the server (20 to 150 ms to APNs) one
-        # connection carries at most one window (64 KiB by default, RFC 9113 section 6.9.2)
-        # of bodies per round trip, so only more connections raise the rate.
-        if any(
-            (c.core.capacity > 0 and not c.core.window_blocked)
-            or (c.state == PooledConnection.CHECKING and c.core.accepting)
-            for c in live
-        ):
-            return None  # (a draining connection being checked brings no capacity back)
-        # A connection that has not yet seen SETTINGS may soon allow many more streams.
-        if any(not c.core.settings_received for c in live):
-            return None
-        # Likewise a token connection held at one stream until its first answer: APNs raises
-        # the limit after a success, and a second connection would start held too, costing a
-        # TLS handshake for nothing (it used to open as soon as the first request went out).
-        # ... unless that first answer is overdue: a stuck first request must not hold every
-        # other notification behind it until their deadlines (the grace is the PING timeout).
+        room = self._limits.max_connections - len(live)
+        if room <= 0:
+            return []
+        settling, carried, proven = self._survey(live, now)
+        if carried < 0:
+            return []  # some connection still has room
+        if not proven:
+            # Nothing has proved the server works yet (or a connect failed since): one
+            # connect at a time. Apple treats rapid reconnects as denial of service
+            # (apns-reference.md), and a connect that fails must not have siblings failing
+            # with it.
+            count = 0 if settling else 1
+        else:
+            # Far from the server a connect costs several round trips (TCP, TLS, SETTINGS,
+            # and under token auth the first answer that lifts APNs' one-stream hold), so
+            # opening one after another takes seconds at 150 ms. Each full connection
+            # carries about what the fullest one carries now (a window of bodies, or its
+            # stream limit, per round trip): open what the backlog needs beyond the
+            # connections still settling, at once.
+            count = min(room, -(-backlog // max(carried, 1)) - settling)
+        if count <= 0:
+            return []
+        self._burst += 1
+        granted = []
+        for _ in range(count):
+            conn = PooledConnection(
+                self._next_connection_id,
+                ApnsConnection(self._authority, hold_until_success=self._hold),
+            )
+            conn.burst = self._burst
+            self._next_connection_id += 1
+            self.connections.append(conn)
+            granted.append(conn)
+        return granted
+
+    def _survey(self, live: list[PooledConnection], now: float) -> tuple[int, int, bool]:
+        """Look at the open connections before granting more.
+
+        Returns:
+            How many of ``live`` are still settling (connecting, before SETTINGS, held);
+            the most any full one carries (-1 when one still has room); and whether the
+            server has proved it works.
+        """
+        settling = 0
+        carried = 0
+        proven = False
         grace = self._timeout.ping_timeout
-        if self._hold and any(not c.answered and now - c.opened_at < grace for c in live):
-            return None
-        conn = PooledConnection(
-            self._next_connection_id,
-            ApnsConnection(self._authority, hold_until_success=self._hold),
-        )
-        self._next_connection_id += 1
-        self.connections.append(conn)
-        return conn
+        for conn in live:
+            core = conn.core
+            # A connection that has not yet seen SETTINGS may soon allow many more streams;
+            # likewise a token connection held at one stream until its first answer: APNs
+            # raises the limit after a success ... unless that first answer is overdue: a
+            # stuck first request must not hold every other notification behind it until
+            # their deadlines (the grace is the PING timeout).
+            if (
+                conn.state == PooledConnection.CONNECTING
+                or not core.settings_received
+                or (self._hold and not conn.answered and now - conn.opened_at < grace)
+            ):
+                settling += 1
+                continue
+            # A connection is full at the server's MAX_CONCURRENT_STREAMS or while its bodies
+            # wait for the server's connection window: far from the server (20 to 150 ms to
+            # APNs) one connection carries at most one window (64 KiB by default, RFC 9113
+            # section 6.9.2) of bodies per round trip, so only more connections raise the
+            # rate. One being checked (PING) may be fine and brings its capacity back.
+            if (core.capacity > 0 and not core.window_blocked) or (
+                conn.state == PooledConnection.CHECKING
+            ):
+                return settling, -1, False
+            carried = max(carried, core.in_flight)
+            # Proof: an answer on a connection past APNs' one-stream hold (an error answer
+            # to a bad token leaves it held), and no failed connect since the last answer.
+            if conn.answered and (not self._hold or core.max_concurrent_streams > 1):
+                proven = True
+        return settling, carried, proven and self._connect_failures == 0
 
     def established(self, conn: PooledConnection, now: float) -> None:
         """The client connected ``conn``'s transport: start HTTP/2 on it."""
@@ -199,7 +263,10 @@ class Pool:
         conn.last_activity = now
         conn.last_read = now
         conn.opened_at = now
-        self._reconnect_at = 0.0
+        if conn.burst > self._failed_burst:
+            # A connect that works ends the backoff; not one whose sibling (opened with it)
+            # failed, which set the backoff once for both.
+            self._reconnect_at = 0.0
         # _connect_failures is reset by the first answer, not here: a server that accepts
         # connections and drops them at once must still meet a growing backoff.
         self._emit(ConnectionOpened(connection_id=conn.id, host=self._host, port=self._port))
@@ -208,10 +275,19 @@ class Pool:
         """Connecting ``conn`` failed: free its slot and back off before the next connect."""
         conn.state = PooledConnection.CLOSED
         self.discard(conn)
+        self._count_failure(conn, now)
+        delay = max(0.0, self._reconnect_at - now)
+        self._emit(ConnectionFailed(connection_id=conn.id, error=error, retry_in=delay))
+
+    def _count_failure(self, conn: PooledConnection, now: float) -> None:
+        # Connections opened together (one grant()) are one attempt: when several of them
+        # fail, the backoff grows one step, not one per connection.
+        if conn.burst <= self._failed_burst:
+            return
+        self._failed_burst = conn.burst
         self._connect_failures += 1
         delay = self._retry.delay(self._connect_failures, self._random())
-        self._reconnect_at = now + delay
-        self._emit(ConnectionFailed(connection_id=conn.id, error=error, retry_in=delay))
+        self._reconnect_at = max(self._reconnect_at, now + delay)
 
     def abandoned(self, conn: PooledConnection) -> None:
         """A connect was cancelled (not failed): free the slot without any backoff."""
@@ -235,9 +311,7 @@ class Pool:
         # Apple treats rapid reconnects as denial of service (apns-reference.md).
         if conn.answered:
             return
-        self._connect_failures += 1
-        delay = self._retry.delay(self._connect_failures, self._random())
-        self._reconnect_at = max(self._reconnect_at, now + delay)
+        self._count_failure(conn, now)
 
     def opening_wakeups(self, now: float) -> list[float]:
         """Future times at which :meth:`grant` may grant a connection it refuses now."""
