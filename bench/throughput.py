@@ -492,7 +492,7 @@ def main() -> None:
             return
         print("one connection")
         for name in args.clients.split(","):
-            rates, cpus = [], []
+            rates, cpus, usages = [], [], []
             for _ in range(args.runs):
                 if name == "sync":
                     rate, cpu, accepted = run_sync(server, args.count)
@@ -502,11 +502,19 @@ def main() -> None:
                     print(f"  warning: {name}: {args.count - accepted} not accepted")
                 rates.append(rate)
                 cpus.append(cpu)
+                usages.append(_last_usage[0])
             label = "PushClient" if name == "sync" else f"AsyncPushClient ({name})"
             print(
                 f"  {label:28s} median {statistics.median(rates):8.0f} notifications/s, "
                 f"{statistics.median(cpus):6.1f} us CPU/notification   "
                 f"(runs: {', '.join(f'{r:.0f}' for r in rates)})"
+            )
+            user, system, voluntary, involuntary = (
+                statistics.median(f) for f in zip(*usages, strict=True)
+            )
+            print(
+                f"  {'':28s} user {user:.1f} us + system {system:.1f} us, context switches "
+                f"{voluntary:.3f} voluntary + {involuntary:.3f} involuntary per notification"
             )
     finally:
         server.stop()

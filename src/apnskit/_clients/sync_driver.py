@@ -166,6 +166,10 @@ class SyncSource:
         return pulled
 
 
+# Bytes one driver step reads from a connection before it writes and serves the others
+# (about 2,500 APNs responses).
+_READ_BUDGET = 256 * 1024
+
 # How long close() waits for the thread doing I/O to step down (it does at its next step; a
 # connect or a write in progress is bounded by the connect timeout and the write timeout).
 _STEP_DOWN_WAIT = 35.0
@@ -421,10 +425,14 @@ class SyncDriver(ClientBase):
         if conn is None:
             return
         chunks: list[bytes] = []
+        size = 0
         eof = False
         error: ApnsError | None = None
         try:
-            while True:
+            # Until the stream has nothing more, up to a budget: what a burst brought is fed to
+            # the dispatcher at once (each read returns every whole TLS record in memory), and
+            # a busy connection still lets the driver write and serve the others soon.
+            while size < _READ_BUDGET:
                 data = stream.read()
                 if data is None:
                     break
@@ -432,14 +440,15 @@ class SyncDriver(ClientBase):
                     eof = True
                     break
                 chunks.append(data)
-                if len(chunks) >= 16:
-                    break
+                size += len(data)
         except ApnsError as exc:
             error = exc
         with self._lock:
             now = self._clock()
             if chunks:
-                self._dispatcher.receive(conn, b"".join(chunks), now)
+                self._dispatcher.receive(
+                    conn, chunks[0] if len(chunks) == 1 else b"".join(chunks), now
+                )
             if error is not None or eof:
                 self._dispatcher.connection_lost(
                     conn, closed_by_server(conn, self._setup, error), now

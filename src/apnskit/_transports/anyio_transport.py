@@ -1,4 +1,4 @@
-"""The async transport: anyio TCP + TLS, so the async client runs on asyncio and on trio."""
+"""The async transport: anyio TCP, TLS in memory, so the async client runs on asyncio and trio."""
 
 from __future__ import annotations
 
@@ -7,57 +7,99 @@ import ssl
 
 import anyio
 from anyio.abc import ByteStream
-from anyio.streams.tls import TLSAttribute, TLSStream
 
 from apnskit._errors import ConnectError, ConnectionLostError
 from apnskit._transports.connecting import connect_failure
-from apnskit._transports.proxy import Proxy, connect_tls_async
+from apnskit._transports.proxy import Proxy, open_tunnel_async
+from apnskit._transports.tls import READ_SIZE, TlsLayer
 
 __all__ = ["AnyioStream", "AnyioTransport", "open_tcp_async", "start_tls_async"]
 
-_READ_SIZE = 256 * 1024
+# What anyio raises when the raw stream is gone (its own errors, and the OS's).
+_BROKEN = (
+    anyio.BrokenResourceError,
+    anyio.BusyResourceError,
+    anyio.ClosedResourceError,
+    OSError,
+    ssl.SSLError,
+)
 
 
 class AnyioStream:
-    """An anyio byte stream with errors mapped to apnskit's."""
+    """An anyio byte stream, with TLS in memory (:class:`TlsLayer`) and errors mapped to apnskit's.
 
-    def __init__(self, stream: ByteStream, write_timeout: float | None = 30.0) -> None:
+    Not anyio's ``TLSStream``: it returns one TLS record per ``receive()``, a pass through its
+    Python code per APNs response; :meth:`read` returns every whole record a read brought.
+    Without ``tls`` the stream carries the bytes as they are (tests).
+    """
+
+    def __init__(
+        self, stream: ByteStream, write_timeout: float | None = 30.0, tls: TlsLayer | None = None
+    ) -> None:
         self._stream = stream
         self._write_timeout = write_timeout
+        self._tls = tls
+        # The reader task (a TLS 1.3 KeyUpdate answer) and the writer both send: one at a
+        # time, each sending everything the TLS session produced so far, in order.
+        self._sending = anyio.Lock()
 
     async def write(self, data: bytes) -> None:
         """Write everything; a server that stops reading for ``write_timeout`` is lost."""
         try:
             with anyio.fail_after(self._write_timeout):
-                await self._stream.send(data)
+                tls = self._tls
+                if tls is None:
+                    await self._stream.send(data)
+                else:
+                    # A memory BIO takes all of it at once (no partial writes).
+                    tls.obj.write(data)
+                    await self._flush(tls)
         except TimeoutError as e:
             raise ConnectionLostError(
                 "timed out writing to APNs (the server stopped reading)"
             ) from e
         except (
-            anyio.BrokenResourceError,
-            anyio.BusyResourceError,
-            anyio.ClosedResourceError,
-            # A TLS write may need to read (a TLS 1.3 key update, an alert) and meet the
-            # server's EOF: anyio raises EndOfStream from send() then, seen in AsyncPushClient
-            # .close() after the server went away (issue 12's tests on trio).
+            *_BROKEN,
+            # The raw stream met the server's end while sending (seen in AsyncPushClient
+            # .close() after the server went away, issue 12's tests on trio).
             anyio.EndOfStream,
-            OSError,
-            ssl.SSLError,
         ) as e:
             raise ConnectionLostError(f"writing to APNs failed: {e!r}") from e
+
+    async def _flush(self, tls: TlsLayer) -> None:
+        async with self._sending:
+            data = tls.outgoing.read()
+            if data:
+                await self._stream.send(data)
 
     async def read(self) -> bytes:
         """Wait for data; ``b""`` at EOF."""
         try:
-            return await self._stream.receive(_READ_SIZE)
-        except anyio.EndOfStream:
+            tls = self._tls
+            if tls is None:
+                return await self._stream.receive(READ_SIZE)
+            while True:
+                data = tls.decrypt()
+                if tls.outgoing.pending:
+                    # What reading produced (a TLS 1.3 KeyUpdate answer) goes out now; a
+                    # cancellation must not cut it (a partial record breaks the session).
+                    with anyio.fail_after(self._write_timeout, shield=True):
+                        await self._flush(tls)
+                if data is not None:
+                    return data
+                try:
+                    tls.feed(await self._stream.receive(READ_SIZE))
+                except anyio.EndOfStream:
+                    tls.feed(b"")
+        except (anyio.EndOfStream, ssl.SSLZeroReturnError, ssl.SSLEOFError):
+            # The end of the stream, with or without TLS close_notify (as ssl.SSLSocket's
+            # suppress_ragged_eofs reports it).
             return b""
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError, ssl.SSLError) as e:
+        except (*_BROKEN, TimeoutError) as e:
             raise ConnectionLostError(f"reading from APNs failed: {e!r}") from e
 
     async def aclose(self) -> None:
-        """Close without raising (and without waiting long for a TLS close_notify)."""
+        """Close without raising, without a TLS close_notify (APNs does not need one)."""
         with anyio.move_on_after(1.0, shield=True), contextlib.suppress(Exception):
             await self._stream.aclose()
 
@@ -69,15 +111,27 @@ async def open_tcp_async(host: str, port: int) -> ByteStream:
 
 async def start_tls_async(
     stream: ByteStream, ssl_context: ssl.SSLContext, server_hostname: str
-) -> TLSStream:
-    """Run the TLS handshake over a connected ``stream``; the caller bounds the time."""
-    return await TLSStream.wrap(
-        stream,
-        hostname=server_hostname,
-        ssl_context=ssl_context,
-        # APNs does not need close_notify; skipping it keeps close() quick.
-        standard_compatible=False,
-    )
+) -> TlsLayer:
+    """Run the TLS handshake over a connected ``stream``; the caller bounds the time.
+
+    Raises the native error (``ssl.SSLError``, anyio's) on failure; the caller checks the
+    negotiated ALPN protocol.
+    """
+    tls = TlsLayer(ssl_context, server_hostname)
+    while True:
+        try:
+            tls.obj.do_handshake()
+            done = True
+        except ssl.SSLWantReadError:
+            done = False
+        if tls.outgoing.pending:
+            await stream.send(tls.outgoing.read())
+        if done:
+            return tls
+        try:
+            tls.feed(await stream.receive(READ_SIZE))
+        except anyio.EndOfStream:
+            tls.feed(b"")  # do_handshake() raises ssl.SSLEOFError
 
 
 class AnyioTransport:
@@ -109,27 +163,21 @@ class AnyioTransport:
             with anyio.fail_after(timeout):
                 if self.proxy is None:
                     raw = await open_tcp_async(host, port)
-                    stream = await start_tls_async(raw, ssl_context, server_hostname)
                 else:
-                    # The tunnel and the TLS session inside it, within the same budget.
-                    stream = await connect_tls_async(
-                        self.proxy,
-                        host,
-                        port,
-                        ssl_context=ssl_context,
-                        server_hostname=server_hostname,
-                    )
+                    # The tunnel: TLS below runs inside it, checked as without a proxy.
+                    raw = await open_tunnel_async(self.proxy, host, port)
+                tls = await start_tls_async(raw, ssl_context, server_hostname)
         except Exception as error:
             if raw is not None:
                 await _close_quietly(raw)
             raise connect_failure(host, port, timeout, error, self.proxy) from error
-        if stream.extra(TLSAttribute.alpn_protocol, None) != "h2":
-            await _close_quietly(stream)
+        if tls.obj.selected_alpn_protocol() != "h2":
+            await _close_quietly(raw)
             raise ConnectError(
                 f"{host}:{port} did not agree to HTTP/2 (ALPN h2); is it an APNs server?"
             )
         # Like the sync transport: writes may take as long as a connect, 30 s at least.
-        return AnyioStream(stream, write_timeout=max(timeout or 0.0, 30.0))
+        return AnyioStream(raw, write_timeout=max(timeout or 0.0, 30.0), tls=tls)
 
 
 async def _close_quietly(stream: ByteStream) -> None:

@@ -3,7 +3,7 @@
 Theory of operation
 -------------------
 A proxy only changes how the TCP byte stream to APNs is obtained. The transports ask this
-module for a tunnel (:func:`open_tunnel` for the socket transport, :func:`connect_tls_async`
+module for a tunnel (:func:`open_tunnel` for the socket transport, :func:`open_tunnel_async`
 for the anyio one) and run the very same TLS handshake inside it: same ``SSLContext``, same
 ``server_hostname``, so the APNs certificate is checked end to end exactly as without a proxy.
 The proxy sees the host name and port and nothing else.
@@ -36,7 +36,6 @@ import contextlib
 import ipaddress
 import os
 import socket
-import ssl
 import time
 from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field
@@ -45,7 +44,6 @@ from urllib.parse import unquote, urlsplit
 
 import anyio
 import anyio.abc
-from anyio.streams.tls import TLSStream
 
 from apnskit._errors import ConfigurationError, ConnectError, ConnectTimeoutError, ProxyError
 from apnskit._transports.connecting import map_connect_error
@@ -53,7 +51,7 @@ from apnskit._transports.connecting import map_connect_error
 __all__ = [
     "Proxy",
     "choose_proxy",
-    "connect_tls_async",
+    "open_tunnel_async",
     "open_tunnel",
     "parse_proxy",
     "proxy_from_environment",
@@ -531,19 +529,13 @@ def _left(deadline: float | None) -> float | None:
     return left
 
 
-async def connect_tls_async(
-    proxy: Proxy,
-    host: str,
-    port: int,
-    *,
-    ssl_context: ssl.SSLContext,
-    server_hostname: str,
-) -> TLSStream:
-    """A TLS stream to ``host:port`` through ``proxy`` (the caller bounds it in time).
+async def open_tunnel_async(proxy: Proxy, host: str, port: int) -> anyio.abc.SocketStream:
+    """A TCP tunnel to ``host:port`` through ``proxy`` (the caller bounds it in time).
+
+    The caller runs the TLS handshake inside it, as without a proxy.
 
     Raises:
         ProxyError: The proxy is unreachable, refused, or failed.
-        ConnectError: The TLS handshake inside the tunnel failed.
     """
     try:
         stream: anyio.abc.SocketStream = await anyio.connect_tcp(proxy.host, proxy.port)
@@ -575,17 +567,7 @@ async def connect_tls_async(
     except BaseException:
         await _close(stream)
         raise
-    try:
-        return await TLSStream.wrap(
-            stream,
-            hostname=server_hostname,
-            ssl_context=ssl_context,
-            # APNs does not need close_notify; skipping it keeps close() quick.
-            standard_compatible=False,
-        )
-    except BaseException:
-        await _close(stream)
-        raise
+    return stream
 
 
 def _reason(error: BaseException) -> str:

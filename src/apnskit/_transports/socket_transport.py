@@ -14,34 +14,15 @@ from typing import Any
 from apnskit._errors import ConnectError, ConnectionLostError
 from apnskit._transports.connecting import connect_failure
 from apnskit._transports.proxy import Proxy, open_tunnel
+from apnskit._transports.tls import READ_SIZE, TlsLayer
 
 __all__ = [
     "SocketPoller",
     "SocketStream",
     "SocketTransport",
-    "TlsLayer",
     "open_tcp",
     "start_tls",
 ]
-
-_READ_SIZE = 256 * 1024
-
-
-class TlsLayer:
-    """TLS over memory buffers: what :class:`SocketStream` encrypts and decrypts with.
-
-    ``ssl.SSLSocket`` reads each TLS record with two ``read()`` system calls (its 5-byte
-    header, then its body: OpenSSL's read-ahead is off and Python cannot turn it on), so a
-    batch of 50 small responses cost about 100 system calls. Fed from one ``recv()`` of the
-    raw socket, an ``ssl.SSLObject`` decrypts the whole batch from memory.
-    """
-
-    __slots__ = ("incoming", "obj", "outgoing")
-
-    def __init__(self, context: ssl.SSLContext, server_hostname: str) -> None:
-        self.incoming = ssl.MemoryBIO()
-        self.outgoing = ssl.MemoryBIO()
-        self.obj = context.wrap_bio(self.incoming, self.outgoing, server_hostname=server_hostname)
 
 
 class SocketStream:
@@ -56,9 +37,6 @@ class SocketStream:
         self.sock = sock
         self._write_timeout = write_timeout
         self._tls = tls
-        # Received bytes left in ``tls.incoming`` after a whole record was read: more whole
-        # records may be there, which select() cannot see.
-        self._buffered = False
         self._closed = False
 
     def fileno(self) -> int:
@@ -66,8 +44,9 @@ class SocketStream:
         return self.sock.fileno()
 
     def pending(self) -> bool:
-        """True when received bytes wait in memory (whole TLS records maybe) unseen by select()."""
-        return self._buffered and not self._closed
+        """True when the next read has something select() cannot see (the end, after records)."""
+        tls = self._tls
+        return tls is not None and tls.end_pending and not self._closed
 
     def write(self, data: bytes) -> None:
         """Write everything, waiting for the socket to drain when it is full."""
@@ -103,7 +82,7 @@ class SocketStream:
         tls = self._tls
         try:
             if tls is None:
-                return self.sock.recv(_READ_SIZE)
+                return self.sock.recv(READ_SIZE)
             return self._read_tls(tls)
         except BlockingIOError:
             return None
@@ -115,24 +94,13 @@ class SocketStream:
             raise ConnectionLostError(f"reading from APNs failed: {error}") from error
 
     def _read_tls(self, tls: TlsLayer) -> bytes | None:
-        # One TLS record's bytes, as ssl.SSLSocket.recv() gives (the driver decides how many
-        # records make a batch), but the socket is read only once the buffered ones are
-        # used up (raises BlockingIOError when it has nothing either).
-        obj = tls.obj
-        try:
-            data = obj.read(_READ_SIZE)
-        except ssl.SSLWantReadError:
-            self._buffered = False  # at most part of a record is left: select() says when
-            received = self.sock.recv(_READ_SIZE)
-            if received:
-                tls.incoming.write(received)
-            else:
-                tls.incoming.write_eof()  # the next read says how it ended
-            try:
-                data = obj.read(_READ_SIZE)
-            except ssl.SSLWantReadError:
-                return None  # part of a record so far
-        self._buffered = tls.incoming.pending > 0
+        # Every whole record in memory at once (the driver feeds a burst to the dispatcher in
+        # one pass); the socket is read, once, only when no whole record is left (raises
+        # BlockingIOError when it has nothing either).
+        data = tls.decrypt()
+        if data is None:
+            tls.feed(self.sock.recv(READ_SIZE))
+            data = tls.decrypt()
         if tls.outgoing.pending:
             # What reading produced (a TLS 1.3 KeyUpdate answer) goes out now.
             self._send(tls.outgoing.read())
@@ -288,11 +256,7 @@ def start_tls(
         if done:
             return tls
         sock.settimeout(_remaining(deadline))
-        data = sock.recv(_READ_SIZE)
-        if data:
-            tls.incoming.write(data)
-        else:
-            tls.incoming.write_eof()  # do_handshake() raises ssl.SSLEOFError
+        tls.feed(sock.recv(READ_SIZE))  # at the end, do_handshake() raises ssl.SSLEOFError
 
 
 class SocketTransport:
