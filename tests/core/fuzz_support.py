@@ -152,7 +152,7 @@ def _check_bounds(conn: ApnsConnection) -> None:
         assert sum(len(n) + len(v) + 32 for n, v in handle._response_headers) <= (
             _MAX_HEADER_LIST_SIZE
         )
-        buffered += sum(len(part) for part in handle._response_body)
+        buffered += sum(len(part) for part in handle._response_body or ())
     assert buffered <= _LOCAL_CONNECTION_WINDOW
 
 

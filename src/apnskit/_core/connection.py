@@ -179,6 +179,11 @@ def _frame(frame_type: int, flags: int, stream_id: int, payload: bytes) -> bytes
     return _pack_header(length >> 8, length & 0xFF, frame_type, flags, stream_id) + payload
 
 
+# A request's response headers until they arrive: never extended (trailers extend the list the
+# HEADERS frame brought, which replaces this one first).
+_NO_HEADERS: Final[list[tuple[str, str]]] = []
+
+
 class RequestHandle:
     """One request's state inside the core; returned by ``send_request``.
 
@@ -230,8 +235,12 @@ class RequestHandle:
         # Flow-controlled bytes received on the stream (padding included), handed back to
         # the connection window when the stream ends.
         self._received = 0
-        self._response_headers: list[tuple[str, str]] = []
-        self._response_body: list[bytes] = []
+        # Both set only when a response arrives: an in-flight request holds no lists of its
+        # own (two fewer containers per request for the garbage collector to scan while
+        # thousands are in flight; with bulk sends the collector costs 1 to 3 us per
+        # notification, issue 13).
+        self._response_headers: list[tuple[str, str]] = _NO_HEADERS
+        self._response_body: list[bytes] | None = None
 
     def __repr__(self) -> str:
         return f"<RequestHandle stream_id={self.stream_id} {self._method} {self._path}>"
@@ -853,7 +862,10 @@ class ApnsConnection:
                     ErrorCode.ENHANCE_YOUR_CALM,
                 )
         if data:
-            handle._response_body.append(data)
+            if handle._response_body is None:
+                handle._response_body = [data]
+            else:
+                handle._response_body.append(data)
         if flags & FLAG_END_STREAM:
             self._complete(handle, events)
 
@@ -890,7 +902,8 @@ class ApnsConnection:
                 apns_id = value
             elif name == "apns-unique-id":
                 apns_unique_id = value
-        body = b"".join(handle._response_body) if handle._response_body else b""
+        chunks = handle._response_body
+        body = b"" if chunks is None else b"".join(chunks)
         timestamp_ms = None
         if body:
             reason, timestamp_ms, detail = _parse_error_body(body)
