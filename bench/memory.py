@@ -35,10 +35,10 @@ def _marks(count: int) -> dict[int, str]:
     return {count // 10: "10%", count // 2: "50%", count: "100%"}
 
 
-def run_sync(server: Server, count: int) -> None:
+def run_sync(server: Server, count: int, kwargs: dict[str, object]) -> None:
     marks = _marks(count)
     print(f"  PushClient      start RSS {rss_mb():6.1f} MB", flush=True)
-    with apnskit.PushClient(server.credentials, **client_kwargs(server)) as client:  # type: ignore[arg-type]
+    with apnskit.PushClient(server.credentials, **kwargs) as client:  # type: ignore[arg-type]
         accepted = 0
         for done, result in enumerate(client.send_many(notifications(count)), start=1):
             accepted += result.accepted
@@ -48,12 +48,12 @@ def run_sync(server: Server, count: int) -> None:
         print(f"  warning: {count - accepted} not accepted")
 
 
-def run_async(server: Server, count: int) -> None:
+def run_async(server: Server, count: int, kwargs: dict[str, object]) -> None:
     marks = _marks(count)
 
     async def main() -> None:
         print(f"  AsyncPushClient start RSS {rss_mb():6.1f} MB", flush=True)
-        async with apnskit.AsyncPushClient(server.credentials, **client_kwargs(server)) as client:  # type: ignore[arg-type]
+        async with apnskit.AsyncPushClient(server.credentials, **kwargs) as client:  # type: ignore[arg-type]
             done = accepted = 0
             async for result in client.send_many(notifications(count)):
                 done += 1
@@ -71,12 +71,23 @@ def main() -> None:
     parser.add_argument("--server", choices=["mock", "nginx"], default="nginx")
     parser.add_argument("--count", type=int, default=1_000_000)
     parser.add_argument("--clients", default="sync,asyncio")
+    parser.add_argument(
+        "--default-limits",
+        action="store_true",
+        help="apnskit.DEFAULT_LIMITS (up to 12 connections, 10,000 in flight) instead of one "
+        "connection with 2,000 in flight",
+    )
     args = parser.parse_args()
     server: Server = NginxServer() if args.server == "nginx" else MockServer()
-    print(f"{args.count} notifications through send_many, one connection, target <= 150 MB")
+    if args.default_limits:
+        kwargs = client_kwargs(server, limits=apnskit.DEFAULT_LIMITS)
+        shape = f"default {apnskit.DEFAULT_LIMITS}"
+    else:
+        kwargs, shape = client_kwargs(server), "one connection"
+    print(f"{args.count} notifications through send_many, {shape}, target <= 150 MB")
     try:
         for name in args.clients.split(","):
-            (run_sync if name == "sync" else run_async)(server, args.count)
+            (run_sync if name == "sync" else run_async)(server, args.count, kwargs)
     finally:
         server.stop()
 
