@@ -111,7 +111,7 @@ class AsyncPushClient(AsyncDriver):
         if poke:
             self._wake_driver()
         try:
-            await self._wait(lambda: ticket.done, wakeup)
+            await self._wait(ticket, wakeup)
         except BaseException:
             # The caller left (cancelled, a timeout around send(); interrupted, a
             # KeyboardInterrupt or a signal handler's exception): it will never see the
@@ -144,8 +144,9 @@ class AsyncPushClient(AsyncDriver):
         """
         self._check_open()
         source = AsyncSource(notifications)
-        wakeup = AsyncWakeup()
+        wakeup = AsyncWakeup(collect=True)
         finished = wakeup.tickets
+        assert finished is not None
         pending: set[Ticket] = set()  # submitted, not yet taken from ``finished``
         dispatcher = self._dispatcher
         limit = self._setup.limits.max_in_flight

@@ -114,7 +114,7 @@ class PushClient(SyncDriver):
         if poke:
             self._wake_driver()
         try:
-            self._wait(lambda: ticket.done, wakeup)
+            self._wait(ticket, wakeup)
         except BaseException:
             # The caller left (cancelled, a timeout around send(); interrupted, a
             # KeyboardInterrupt or a signal handler's exception): it will never see the
@@ -146,8 +146,9 @@ class PushClient(SyncDriver):
         """
         self._check_open()
         source = SyncSource(notifications)
-        wakeup = SyncWakeup()
+        wakeup = SyncWakeup(collect=True)
         finished = wakeup.tickets
+        assert finished is not None
         pending: set[Ticket] = set()  # submitted, not yet taken from ``finished``
         dispatcher = self._dispatcher
         limit = self._setup.limits.max_in_flight

@@ -83,18 +83,22 @@ class SyncWakeup:
 
     __slots__ = ("_gate", "_held", "batch", "signalled", "tickets")
 
-    def __init__(self) -> None:
+    def __init__(self, collect: bool = False) -> None:
         self._gate = threading.Lock()
         self._gate.acquire()
         self.signalled = False
         self._held = False  # signalled, the gate still shut: a WakeBatch opens it later
-        self.tickets: deque[Ticket] = deque()
+        # send_many() collects its finished tickets here; send() only needs waking (its one
+        # ticket says when it is done): no deque per call.
+        self.tickets: deque[Ticket] | None = deque() if collect else None
         # The driver's batch while our thread sleeps in _wait (None otherwise).
         self.batch: WakeBatch | None = None
 
     def append(self, ticket: Ticket) -> None:
         """Take a finished ticket in and wake the caller (the dispatcher's ``on_done``)."""
-        self.tickets.append(ticket)
+        tickets = self.tickets
+        if tickets is not None:
+            tickets.append(ticket)
         # A bulk send finishes thousands of tickets per batch: one release for them all.
         if not self.signalled:
             self.set()

@@ -97,6 +97,14 @@ class Ticket:
         #: Whatever the client uses to wake the caller waiting for this ticket.
         self.waiter: Any = None
 
+    def __call__(self) -> bool:
+        """True once it ended: a ticket is the predicate of a wait for it.
+
+        ``send()`` waits with the ticket itself rather than a ``lambda`` over it: no closure
+        (two objects for the garbage collector) per call.
+        """
+        return self.done
+
 
 # Statuses a resend may cure (Apple: 429 TooManyRequests, 500 InternalServerError, 503
 # ServiceUnavailable/Shutdown).
