@@ -119,11 +119,7 @@ async def start_tls_async(
     """
     tls = TlsLayer(ssl_context, server_hostname)
     while True:
-        try:
-            tls.obj.do_handshake()
-            done = True
-        except ssl.SSLWantReadError:
-            done = False
+        done = tls.handshake_step()
         if tls.outgoing.pending:
             await stream.send(tls.outgoing.read())
         if done:

@@ -245,11 +245,7 @@ def start_tls(
     """
     tls = TlsLayer(ssl_context, server_hostname)
     while True:
-        try:
-            tls.obj.do_handshake()
-            done = True
-        except ssl.SSLWantReadError:
-            done = False
+        done = tls.handshake_step()
         if tls.outgoing.pending:
             sock.settimeout(_remaining(deadline))
             sock.sendall(tls.outgoing.read())

@@ -35,6 +35,18 @@ class TlsLayer:
         self.obj = context.wrap_bio(self.incoming, self.outgoing, server_hostname=server_hostname)
         self.end_pending = False
 
+    def handshake_step(self) -> bool:
+        """Advance the handshake with what was fed: True when it is complete.
+
+        Send what it wrote (``outgoing``) either way; when False, feed the server's answer.
+        Raises the native ``ssl.SSLError`` when the handshake fails.
+        """
+        try:
+            self.obj.do_handshake()
+        except ssl.SSLWantReadError:
+            return False
+        return True
+
     def feed(self, data: bytes) -> None:
         """Hand over what the raw stream read; ``b""`` is its end."""
         if data:
