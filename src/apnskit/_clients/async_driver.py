@@ -43,10 +43,6 @@ from apnskit._transports.anyio_transport import AnyioTransport
 
 __all__ = ["AsyncDriver", "AsyncSource", "AsyncWakeup"]
 
-# The running asyncio event loop, None under trio (no exception to pay for, unlike
-# asyncio.get_running_loop()).
-_running_asyncio_loop = asyncio._get_running_loop
-
 # How long close() waits for the task doing I/O to step down before writing GOAWAY itself;
 # if it is still writing then, close() closes the streams without GOAWAY (one writer only).
 _STEP_DOWN_WAIT = 5.0
@@ -265,7 +261,10 @@ class AsyncDriver(ClientBase):
                 continue
             self._waiters.add(wakeup)
             try:
-                loop = _running_asyncio_loop() if recheck is None else None
+                try:
+                    loop = asyncio.get_running_loop() if recheck is None else None
+                except RuntimeError:  # trio, through anyio
+                    loop = None
                 if loop is not None:
                     # AsyncWakeup.sleep() written out for its most common case (asyncio, no
                     # time limit): one coroutine fewer per send(), which 1,000 tasks pay
