@@ -170,10 +170,6 @@ class SyncSource:
         return pulled
 
 
-# Bytes one driver step reads from a connection before it writes and serves the others
-# (about 2,500 APNs responses).
-_READ_BUDGET = 256 * 1024
-
 # How long close() waits for the thread doing I/O to step down (it does at its next step; a
 # connect or a write in progress is bounded by the connect timeout and the write timeout).
 _STEP_DOWN_WAIT = 35.0
@@ -428,31 +424,20 @@ class SyncDriver(ClientBase):
         conn = self._streams.get(id(stream))
         if conn is None:
             return
-        chunks: list[bytes] = []
-        size = 0
-        eof = False
+        # One read a step: the socket transport returns up to 64 TLS records of what one
+        # recv() brought and keeps the rest in memory, where the poller finds it at once
+        # (pending()); between two such steps the driver writes what the last one freed.
+        data: bytes | None = None
         error: ApnsError | None = None
         try:
-            # Until the stream has nothing more, up to a budget: what a burst brought is fed to
-            # the dispatcher at once (each read returns every whole TLS record in memory), and
-            # a busy connection still lets the driver write and serve the others soon.
-            while size < _READ_BUDGET:
-                data = stream.read()
-                if data is None:
-                    break
-                if not data:
-                    eof = True
-                    break
-                chunks.append(data)
-                size += len(data)
+            data = stream.read()
         except ApnsError as exc:
             error = exc
+        eof = data == b""
         with self._lock:
             now = self._clock()
-            if chunks:
-                self._dispatcher.receive(
-                    conn, chunks[0] if len(chunks) == 1 else b"".join(chunks), now
-                )
+            if data:
+                self._dispatcher.receive(conn, data, now)
             if error is not None or eof:
                 self._dispatcher.connection_lost(
                     conn, closed_by_server(conn, self._setup, error), now

@@ -44,9 +44,9 @@ class SocketStream:
         return self.sock.fileno()
 
     def pending(self) -> bool:
-        """True when the next read has something select() cannot see (the end, after records)."""
+        """True when the next read has what select() cannot see: records or the end, in memory."""
         tls = self._tls
-        return tls is not None and tls.end_pending and not self._closed
+        return tls is not None and (tls.end_pending or tls.more) and not self._closed
 
     def write(self, data: bytes) -> None:
         """Write everything, waiting for the socket to drain when it is full."""
@@ -94,7 +94,7 @@ class SocketStream:
             raise ConnectionLostError(f"reading from APNs failed: {error}") from error
 
     def _read_tls(self, tls: TlsLayer) -> bytes | None:
-        # Every whole record in memory at once (the driver feeds a burst to the dispatcher in
+        # The whole records in memory, up to 64 (the driver feeds them to the dispatcher in
         # one pass); the socket is read, once, only when no whole record is left (raises
         # BlockingIOError when it has nothing either).
         data = tls.decrypt()

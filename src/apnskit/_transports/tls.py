@@ -12,11 +12,19 @@ over in one piece: one dispatcher pass per burst.
 from __future__ import annotations
 
 import ssl
+from typing import Final
 
 __all__ = ["READ_SIZE", "TlsLayer"]
 
 # Bytes asked of the raw stream per read: a burst of a few thousand responses.
 READ_SIZE = 256 * 1024
+# Records decrypted per call at most; the rest wait in memory for the next call (`more`). The
+# dispatcher then takes a burst in steps of about 64 responses, and what each step makes
+# (events, results, the next notifications) is mostly gone before the next: taking 2,500 at
+# once made hundreds of objects live at a time, which the garbage collector (run after a net
+# 700 new objects) paid for, about 11 % more instructions per notification in the compiled
+# build (callgrind, issue 13).
+_RECORDS_PER_CALL: Final = 64
 
 
 class TlsLayer:
@@ -24,16 +32,18 @@ class TlsLayer:
 
     ``end_pending``: :meth:`decrypt` met the end of the session after records it returned
     first; the next call reports the end (which select() cannot see: nothing is left to read
-    from the socket).
+    from the socket). ``more``: it stopped after its share of records with more in memory,
+    which select() cannot see either.
     """
 
-    __slots__ = ("end_pending", "incoming", "obj", "outgoing")
+    __slots__ = ("end_pending", "incoming", "more", "obj", "outgoing")
 
     def __init__(self, context: ssl.SSLContext, server_hostname: str) -> None:
         self.incoming = ssl.MemoryBIO()
         self.outgoing = ssl.MemoryBIO()
         self.obj = context.wrap_bio(self.incoming, self.outgoing, server_hostname=server_hostname)
         self.end_pending = False
+        self.more = False
 
     def handshake_step(self) -> bool:
         """Advance the handshake with what was fed: True when it is complete.
@@ -55,13 +65,13 @@ class TlsLayer:
             self.incoming.write_eof()  # the next decrypt() says how it ended
 
     def decrypt(self) -> bytes | None:
-        """The plaintext of every whole record fed so far: ``None`` if none, ``b""`` at the end.
+        """Whole records fed so far, up to 64, as plaintext: ``None`` if none, ``b""`` at the end.
 
         Raises ``ssl.SSLEOFError`` for an end without close_notify (a "ragged" end, which
         ``ssl.SSLSocket``'s ``suppress_ragged_eofs`` would report as ``b""``) and
         ``ssl.SSLError`` for a broken session.
         """
-        self.end_pending = False
+        self.end_pending = self.more = False
         obj, incoming = self.obj, self.incoming
         chunks: list[bytes] = []
         data: bytes | None
@@ -75,6 +85,9 @@ class TlsLayer:
                     break
                 chunks.append(data)
                 if not incoming.pending:
+                    break
+                if len(chunks) == _RECORDS_PER_CALL:
+                    self.more = True
                     break
         except ssl.SSLWantReadError:
             data = None  # what is left is part of a record
