@@ -6,7 +6,6 @@ import contextlib
 import ssl
 
 import anyio
-import anyio.lowlevel
 from anyio.abc import ByteStream
 
 from apnskit._errors import ConnectError, ConnectionLostError
@@ -79,11 +78,6 @@ class AnyioStream:
             tls = self._tls
             if tls is None:
                 return await self._stream.receive(READ_SIZE)
-            if tls.more:
-                # The last read left whole records in memory: let the other tasks (the
-                # callers the last results woke, the driver writing) run before the next
-                # share, as they would between two reads of the socket.
-                await anyio.lowlevel.checkpoint()
             while True:
                 data = tls.decrypt()
                 if tls.outgoing.pending:
