@@ -29,7 +29,7 @@ class AnyioStream:
     """An anyio byte stream, with TLS in memory (:class:`TlsLayer`) and errors mapped to apnskit's.
 
     Not anyio's ``TLSStream``: it returns one TLS record per ``receive()``, a pass through its
-    Python code per APNs response; :meth:`read` returns every whole record a read brought.
+    Python code per APNs response; :meth:`read` returns up to 64 whole records a read brought.
     Without ``tls`` the stream carries the bytes as they are (tests).
     """
 

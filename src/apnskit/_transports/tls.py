@@ -6,7 +6,7 @@ then its body: OpenSSL's read-ahead is off and Python cannot turn it on), and an
 answers every request with a record of its own (about 100 bytes), so a burst of responses
 cost a system call, or an await, per response. Fed from one read of the raw stream, an
 ``ssl.SSLObject`` decrypts the whole burst from memory and :meth:`TlsLayer.decrypt` hands it
-over in one piece: one dispatcher pass per burst.
+over 64 records at a time: one dispatcher pass per 64 responses.
 """
 
 from __future__ import annotations
