@@ -208,6 +208,40 @@ async def test_one_cancelled_task_among_many_leaves_the_others_their_results(
 
 
 @pytest.mark.parametrize("flavor", ["asyncio", "trio"])
+async def test_submits_wake_the_async_driver_once_per_step(
+    make_client: Callable[..., Client],
+) -> None:
+    # With 1,000 tasks calling send(), every submit used to set the driver's event again (two
+    # calls into anyio and asyncio each); the first sets it, the rest see a flag. The driver's
+    # next step makes a new event, which the next submit must set again, or it would sleep
+    # with work waiting.
+    client: apnskit.AsyncPushClient = make_client(FakeTransport(echo)).inner
+    sets: list[int] = []
+
+    class CountingEvent:
+        def __init__(self) -> None:
+            self.event = anyio.Event()
+
+        def set(self) -> None:
+            sets.append(1)
+            self.event.set()
+
+    client._wake = CountingEvent()  # type: ignore[assignment]  # as the driver's step does
+    client._kicked = False
+    assert not client._note_work()  # nothing left for _wake_driver to do
+    assert not client._note_work()
+    assert not client._note_work()
+    assert len(sets) == 1
+    client._wake = CountingEvent()  # type: ignore[assignment]  # the driver's next step
+    client._kicked = False
+    client._note_work()
+    assert len(sets) == 2
+    client._wake_driver()  # a reader or a finished connect always sets it
+    assert len(sets) == 3
+    await client.close()
+
+
+@pytest.mark.parametrize("flavor", ["asyncio", "trio"])
 async def test_a_task_handed_the_driver_role_with_its_work_done_passes_it_on(
     make_client: Callable[..., Client],
 ) -> None:
