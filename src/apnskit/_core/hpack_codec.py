@@ -540,11 +540,14 @@ class _HuffmanTables:
                 accepting[second_state] = 1
         self.nexts = bytes(nexts)
         self.failed = bytes(failed)
-        self.texts = texts
+        # Tuples, not lists: a tuple of untracked items leaves the garbage collector's lists
+        # after its first pass, while a list of 65,536 entries is walked by every full
+        # collection of the application's (about 1.2 ms each here, issue 13).
+        self.texts = tuple(texts)
         self.accepting = bytes(accepting)
         self.shifted_accepting = frozenset(s << 8 for s in range(256) if accepting[s])
 
-    def tuples(self) -> list[tuple[int, str]]:
+    def tuples(self) -> tuple[tuple[int, str], ...]:
         """The interpreted loop's table: (next state << 8, text emitted) per entry."""
         failed = (_FAIL_STATE, "")
         table = [
@@ -552,11 +555,11 @@ class _HuffmanTables:
             for index in range(65536)
         ]
         table.extend([failed] * 256)  # the absorbing state 256
-        return table
+        return tuple(table)  # indexed as fast as a list; see texts above
 
 
 _tables: _HuffmanTables | None = None
-_tuple_table: list[tuple[int, str]] | None = None
+_tuple_table: tuple[tuple[int, str], ...] | None = None
 _shifted_accepting: frozenset[int] = frozenset()
 
 
