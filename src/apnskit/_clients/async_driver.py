@@ -62,12 +62,15 @@ class AsyncWakeup:
         # ticket says when it is done): no deque per call.
         self.tickets: deque[Ticket] | None = deque() if collect else None
 
-    def append(self, ticket: Ticket) -> None:
-        """Take a finished ticket in and wake the task (the dispatcher's ``on_done``)."""
+    def append(self, ticket: Ticket | None) -> None:
+        """Take a finished ticket in (None: none) and wake the task (the dispatcher's ``on_done``).
+
+        The wake-up is written out here rather than a call to :meth:`set`: this runs once
+        per notification.
+        """
         tickets = self.tickets
-        if tickets is not None:
+        if tickets is not None and ticket is not None:
             tickets.append(ticket)
-        # set(), written out: this runs once per notification.
         future = self.future
         if future is not None:
             if not future.done():  # cancelled (the task left), or set already
@@ -77,12 +80,7 @@ class AsyncWakeup:
 
     def set(self) -> None:
         """Wake the task if it sleeps."""
-        future = self.future
-        if future is not None:
-            if not future.done():  # cancelled (the task left), or set already
-                future.set_result(None)
-        elif self.event is not None:
-            self.event.set()
+        self.append(None)
 
     async def sleep(self, timeout: float | None) -> None:
         """Sleep until :meth:`set` or ``timeout`` seconds (None: no limit)."""
