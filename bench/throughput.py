@@ -25,6 +25,7 @@ printed beside bulk ``send_many`` through the same client settings.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import resource
@@ -222,7 +223,21 @@ def client_kwargs(
 
 # The kernel's view of the last measured run (user, system, context switches per
 # notification): set by run_sync, run_async, run_threads and run_tasks, printed by --callers.
-_last_usage: list[tuple[float, float, float, float]] = []
+_last_usage: list[tuple[float, float, float, float, float]] = []
+
+# Seconds the garbage collector has run in this process (a gc.callbacks timer): its share per
+# notification is printed with the rest of the usage (seventh pass of issue 13).
+_gc_seconds = [0.0, 0.0]  # total, start of the collection in progress
+
+
+def _gc_timer(phase: str, info: dict[str, int]) -> None:
+    if phase == "start":
+        _gc_seconds[1] = time.perf_counter()
+    else:
+        _gc_seconds[0] += time.perf_counter() - _gc_seconds[1]
+
+
+gc.callbacks.append(_gc_timer)
 
 
 class Usage:
@@ -230,6 +245,7 @@ class Usage:
 
     def __init__(self) -> None:
         self.start = resource.getrusage(resource.RUSAGE_SELF)
+        self.gc_start = _gc_seconds[0]
 
     def stop(self, count: int) -> None:
         end, start = resource.getrusage(resource.RUSAGE_SELF), self.start
@@ -239,6 +255,7 @@ class Usage:
                 (end.ru_stime - start.ru_stime) / count * 1e6,
                 (end.ru_nvcsw - start.ru_nvcsw) / count,
                 (end.ru_nivcsw - start.ru_nivcsw) / count,
+                (_gc_seconds[0] - self.gc_start) / count * 1e6,
             )
         ]
 
@@ -448,12 +465,13 @@ def main_callers(server: Server, args: argparse.Namespace) -> None:
     # of the callers' figure): Python and TLS in user time, system calls, futex waits and
     # GIL hand-offs in system time and context switches.
     for label, split in (("send_many", bulk_usages), (f"{callers} {kind}", usages)):
-        user, system, voluntary, involuntary = (
+        user, system, voluntary, involuntary, collector = (
             statistics.median(f) for f in zip(*split, strict=True)
         )
         print(
             f"  per notification, {label:12s} user {user:6.1f} us, system {system:5.1f} us, "
-            f"context switches {voluntary:.2f} voluntary + {involuntary:.2f} involuntary"
+            f"context switches {voluntary:.2f} voluntary + {involuntary:.2f} involuntary, "
+            f"garbage collector {collector:.1f} us"
         )
 
 
@@ -509,13 +527,14 @@ def main() -> None:
                 f"{statistics.median(cpus):6.1f} us CPU/notification   "
                 f"(runs: {', '.join(f'{r:.0f}' for r in rates)})"
             )
-            user, system, voluntary, involuntary = (
+            user, system, voluntary, involuntary, collector = (
                 statistics.median(f) for f in zip(*usages, strict=True)
             )
             print(
                 f"  {'':28s} user {user:.1f} us + system {system:.1f} us, context switches "
                 f"{voluntary:.3f} voluntary + {involuntary:.3f} involuntary per notification"
             )
+            print(f"  {'':28s} of which the garbage collector {collector:.2f} us")
     finally:
         server.stop()
     if os.environ.get("APNSKIT_BENCH_TARGETS"):
