@@ -221,12 +221,14 @@ def client_kwargs(
     }
 
 
-# The kernel's view of the last measured run (user, system, context switches per
-# notification): set by run_sync, run_async, run_threads and run_tasks, printed by --callers.
+# The kernel's view of the last measured run (user, system, context switches, and the
+# collector's time when main() timed it, per notification): set by run_sync, run_async,
+# run_threads and run_tasks, printed by --callers.
 _last_usage: list[tuple[float, float, float, float, float]] = []
 
-# Seconds the garbage collector has run in this process (a gc.callbacks timer): its share per
-# notification is printed with the rest of the usage (seventh pass of issue 13).
+# Seconds the garbage collector has run in this process (a gc.callbacks timer that main()
+# installs, so scripts importing this module, such as instructions.py under callgrind, count
+# no timer): its share per notification is printed with the rest of the usage (issue 13).
 _gc_seconds = [0.0, 0.0]  # total, start of the collection in progress
 
 
@@ -235,9 +237,6 @@ def _gc_timer(phase: str, info: dict[str, int]) -> None:
         _gc_seconds[1] = time.perf_counter()
     else:
         _gc_seconds[0] += time.perf_counter() - _gc_seconds[1]
-
-
-gc.callbacks.append(_gc_timer)
 
 
 class Usage:
@@ -494,6 +493,7 @@ def main() -> None:
     )
     parser.add_argument("--callers", help="threads:N or tasks:N calling send() concurrently")
     args = parser.parse_args()
+    gc.callbacks.append(_gc_timer)
     if args.host:
         server: Server = ExternalServer(args.host, args.port or 443, args.ca_file)
         label = f"{args.host}:{args.port}"
