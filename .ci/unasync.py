@@ -63,7 +63,6 @@ PHRASES: list[tuple[str, str]] = [
         "If the wait is interrupted (KeyboardInterrupt, an exception from a signal handler),\n"
         "        the notification is withdrawn:",
     ),
-    ('"send() was cancelled"', '"send() was interrupted"'),
     # send_many(): async iterables only for the async client
     ("Iterable[Any] | AsyncIterable[Any]", "Iterable[Any]"),
     ("may be any iterable or async iterable,", "may be any iterable,"),

@@ -91,8 +91,8 @@ def test_check_names_a_hand_edited_generated_file(tree: Path) -> None:
 def test_check_catches_an_async_edit_not_regenerated(tree: Path) -> None:
     edit(
         tree / ASYNC,
-        "        ticket = await self._send_ticket(notification)\n",
-        "        ticket = await self._send_ticket(notification)  # changed\n",
+        "        await self._wait(ticket, ticket.waiter, own=ticket)\n",
+        "        await self._wait(ticket, ticket.waiter, own=ticket)  # changed\n",
     )
     done = run_unasync("--check", "--root", str(tree))
     assert done.returncode == 1
@@ -101,17 +101,17 @@ def test_check_catches_an_async_edit_not_regenerated(tree: Path) -> None:
     written = run_unasync("--root", str(tree))
     assert written.returncode == 0, written.stderr
     text = (tree / SYNC).read_text(encoding="utf-8")
-    assert "        ticket = self._send_ticket(notification)  # changed\n" in text
+    assert "        self._wait(ticket, ticket.waiter, own=ticket)  # changed\n" in text
     assert run_unasync("--check", "--root", str(tree)).returncode == 0
 
 
 def test_a_phrase_the_source_no_longer_has_is_refused(tree: Path) -> None:
     # The sync wording would silently stay behind the async one: the script stops instead.
-    edit(tree / ASYNC, '"send() was cancelled"', '"send() stopped"')
+    edit(tree / ASYNC, "withdraws the notification:", "withdraws it:")
     done = run_unasync("--check", "--root", str(tree))
     assert done.returncode == 2
     assert "phrase not found" in done.stderr
-    assert "send() was cancelled" in done.stderr
+    assert "withdraws the notification:" in done.stderr
 
 
 def test_async_left_in_the_sync_output_is_refused(tree: Path) -> None:

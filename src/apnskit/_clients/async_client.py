@@ -96,12 +96,21 @@ class AsyncPushClient(AsyncDriver):
         Raises:
             ClientClosedError: The client was closed.
         """
-        ticket = await self._send_ticket(notification)
+        ticket = self._submit_waiting(notification)
+        # One coroutine between the caller and its wait (no helper around this await):
+        # 1,000 tasks calling send() pay each layer once per notification (issue 13).
+        await self._wait(ticket, ticket.waiter, own=ticket)
         assert ticket.result is not None
         return ticket.result
 
     async def _send_ticket(self, notification: Any) -> Ticket:
         """Like :meth:`send`, but returns the finished ticket (for channel management)."""
+        ticket = self._submit_waiting(notification)
+        await self._wait(ticket, ticket.waiter, own=ticket)
+        return ticket
+
+    def _submit_waiting(self, notification: Any) -> Ticket:
+        """Submit one notification for a caller that will wait for it (its waiter set)."""
         wakeup = AsyncWakeup()
         with self._guard:
             self._check_open()
@@ -110,19 +119,6 @@ class AsyncPushClient(AsyncDriver):
             poke = self._note_work()
         if poke:
             self._wake_driver()
-        try:
-            await self._wait(ticket, wakeup)
-        except BaseException:
-            # The caller left (cancelled, a timeout around send(); interrupted, a
-            # KeyboardInterrupt or a signal handler's exception): it will never see the
-            # result, so the notification is withdrawn rather than sent later behind its
-            # back. One already written may still reach APNs (README).
-            self._withdraw([ticket], ClientClosedError("send() was cancelled"))
-            raise
-        # The waiter holds the finished ticket and the ticket its waiter: a reference cycle
-        # that only the garbage collector would free, one per call (with 50 threads it ran
-        # a collection every few dozen sends). Broken, both go with their last reference.
-        ticket.waiter = None
         return ticket
 
     async def send_many(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -353,6 +353,10 @@ class ClientBase:
 
     def _init_io(self) -> None:
         """Set up the subclass's locks, poller and state."""
+        raise NotImplementedError
+
+    def _withdraw(self, tickets: Iterable[Ticket], error: ClientClosedError) -> None:
+        """Cancel ``tickets``, whose callers left (the client layer implements it)."""
         raise NotImplementedError
 
     def _check_open(self) -> None:

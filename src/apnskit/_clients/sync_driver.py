@@ -261,7 +261,32 @@ class SyncDriver(ClientBase):
     # ------------------------------------------------------------------ driving
 
     def _wait(
-        self, done: Callable[[], bool], wakeup: SyncWakeup, recheck: float | None = None
+        self,
+        done: Callable[[], bool],
+        wakeup: SyncWakeup,
+        recheck: float | None = None,
+        own: Ticket | None = None,
+    ) -> None:
+        """Block until ``done()``; drive the I/O while nobody else does (see :meth:`_wait_until`).
+
+        ``own``: the ticket of the ``send()`` waiting here. If the wait is interrupted
+        (KeyboardInterrupt, an exception from a signal handler) it is withdrawn, not sent
+        later behind the caller's back (one already written may still reach APNs, README).
+        """
+        try:
+            self._wait_until(done, wakeup, recheck)
+        except BaseException:
+            if own is not None:
+                self._withdraw([own], ClientClosedError("send() was interrupted"))
+            raise
+        if own is not None:
+            # The waiter holds the finished ticket and the ticket its waiter: a cycle that
+            # only the garbage collector would free, one per call (with 50 threads it ran a
+            # collection every few dozen sends). Broken, both go with their last reference.
+            own.waiter = None
+
+    def _wait_until(
+        self, done: Callable[[], bool], wakeup: SyncWakeup, recheck: float | None
     ) -> None:
         """Block until ``done()``; drive the I/O while nobody else does.
 
