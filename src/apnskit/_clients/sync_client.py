@@ -8,7 +8,7 @@ this file; its ``--check`` runs in CI and in the test suite. How a call waits
 (threads here, tasks there) is the business of the hand-written drivers beside it
 (``*_driver.py``) and stays different by design. A driver gives this layer ``_guard`` (the
 lock around the dispatcher, or none), ``_note_work()`` and ``_wake_driver()`` (after a submit
-or a cancel), ``_wait()`` and ``_shutdown()``.
+or a cancel), ``_submit_waiting()`` (a ``send()``'s submit), ``_wait()`` and ``_shutdown()``.
 """
 
 from __future__ import annotations
@@ -110,18 +110,6 @@ class PushClient(SyncDriver):
         """Like :meth:`send`, but returns the finished ticket (for channel management)."""
         ticket = self._submit_waiting(notification)
         self._wait(ticket, ticket.waiter, own=ticket)
-        return ticket
-
-    def _submit_waiting(self, notification: Any) -> Ticket:
-        """Submit one notification for a caller that will wait for it (its waiter set)."""
-        wakeup = SyncWakeup()
-        with self._guard:
-            self._check_open()
-            ticket = self._dispatcher.submit(notification, self._clock())
-            ticket.waiter = wakeup
-            poke = self._note_work()
-        if poke:
-            self._wake_driver()
         return ticket
 
     def send_many(

@@ -358,6 +358,18 @@ class SyncDriver(ClientBase):
             return True
         return False
 
+    def _submit_waiting(self, notification: Any) -> Ticket:
+        """Submit a ``send()``'s notification, its waiter set; wake the driver if it sleeps."""
+        wakeup = SyncWakeup()
+        with self._lock:
+            self._check_open()
+            ticket = self._dispatcher.submit(notification, self._clock())
+            ticket.waiter = wakeup
+            poke = self._note_work()
+        if poke:
+            self._poller.wake()
+        return ticket
+
     def _note_work(self) -> bool:
         """Under the lock, after a submit or a cancel: True when the sleeping driver needs waking.
 
