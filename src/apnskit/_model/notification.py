@@ -206,8 +206,13 @@ def _payload_push_type(payload: Payload) -> PushType:
     return PushType.ALERT
 
 
-def _check_topic(topic: object, resolved: PushType) -> None:
-    """Check ``topic`` for push type ``resolved``; remember it when valid."""
+def _check_topic(topic: object, resolved: PushType) -> tuple[tuple[str, str], tuple[str, str]]:
+    """Check ``topic`` for push type ``resolved``; remember it when valid.
+
+    Returns:
+        The pair's two headers (``apns-push-type``, ``apns-topic``), shared by every
+        notification of the pair (see :data:`~apnskit._model.common_case.VALID_TOPICS`).
+    """
     if (
         type(topic) is not str
         or not (topic and topic.isascii() and topic.isprintable())
@@ -231,7 +236,11 @@ def _check_topic(topic: object, resolved: PushType) -> None:
         )
     if len(VALID_TOPICS) >= VALID_TOPICS_MAX:
         VALID_TOPICS.clear()
-    VALID_TOPICS.add((topic, resolved))
+    headers = VALID_TOPICS[(topic, resolved)] = (
+        ("apns-push-type", _PUSH_TYPE_HEADER[resolved]),
+        ("apns-topic", topic),
+    )
+    return headers
 
 
 @dataclass(frozen=True, repr=False)
@@ -353,11 +362,11 @@ class Notification:
         body, resolved = _checked_body(payload, push_type, state)
         state["resolved_push_type"] = resolved
         state["body"] = body
-        if type(topic) is not str or (topic, resolved) not in VALID_TOPICS:
-            _check_topic(topic, resolved)
+        pair = VALID_TOPICS.get((topic, resolved)) if type(topic) is str else None
+        if pair is None:
+            pair = _check_topic(topic, resolved)
         assert isinstance(topic, str)
         state["path"] = "/3/device/" + token
-        push_type_header = ("apns-push-type", _PUSH_TYPE_HEADER[resolved])
         if (
             priority is None
             and expiration is None
@@ -365,10 +374,10 @@ class Notification:
             and apns_id is None
             and resolved is not PushType.BACKGROUND
         ):
-            # The common case: two headers, no list to build.
-            state["headers"] = (push_type_header, ("apns-topic", topic))
+            # The common case: the two headers, shared, no list to build.
+            state["headers"] = pair
         else:
-            state["headers"] = _optional_headers(state, [push_type_header, ("apns-topic", topic)])
+            state["headers"] = _optional_headers(state, list(pair))
 
     def to_dict(self) -> dict[str, Any]:
         """Return the notification as a JSON-safe dict; :meth:`from_dict` is its inverse.
