@@ -74,7 +74,7 @@ def main() -> None:
     parser.add_argument(
         "--default-limits",
         action="store_true",
-        help="apnskit.DEFAULT_LIMITS (up to 12 connections, 10,000 in flight) instead of one "
+        help="apnskit.DEFAULT_LIMITS (up to 24 connections, 15,000 in flight) instead of one "
         "connection with 2,000 in flight",
     )
     args = parser.parse_args()

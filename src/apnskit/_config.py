@@ -104,31 +104,33 @@ class Timeout:
 class Limits:
     """How much a client may open and keep in flight."""
 
-    # Why 12 connections and 10,000 in flight. A connection is full at the server's
+    # Why 24 connections and 15,000 in flight. A connection is full at the server's
     # MAX_CONCURRENT_STREAMS (APNs commonly allows 1000) or while its bodies wait for the
     # server's connection flow-control window, 64 KiB unless the server raises it (RFC 9113
     # section 6.9.2; what APNs grants is not documented). Either way one connection carries at
     # most one window, or 1000 requests, per round trip, and a provider is 20 to 150 ms from
     # APNs: at 150 ms and ~70-byte bodies that is about 6,200 notifications/s per connection,
-    # at 50 ms about 19,000/s. One process sends 35,000/s (pure Python) to 60,000/s (the
-    # compiled build) on one core (bench/README.md), so at 150 ms it needs about six to ten
-    # connections; twelve leave room for larger bodies and for a connection that drains
-    # (GOAWAY, worn-out stream ids) while its successor opens. max_in_flight caps what all of
-    # them carry per round trip: 10,000 allows 66,000/s at 150 ms, above one process's rate,
-    # and bounds memory to 10,000 notifications (a few MB). With 8 and 5,000 (the defaults
-    # until the transports read whole bursts, issue 13's sixth pass) the pure-Python client
-    # kept 62 % of its 0 ms rate at 150 ms, now 80 %. More would only add connections APNs
-    # must hold for nothing. The connections open lazily, only when the open ones are full
-    # and work waits, so a client whose load one connection carries keeps one; and once one
-    # has answered, as many open at once as the waiting notifications need
-    # (apnskit._engine.pool), so a short burst far from APNs reaches them in a few round
+    # at 50 ms about 19,000/s. One process sends 60,000/s (pure Python) to 125,000/s (the
+    # compiled build) on one core of a current machine (bench/README.md, 2026-12-01), so at
+    # 150 ms it needs ten to twenty connections; twenty-four leave room for larger bodies and
+    # for a connection that drains (GOAWAY, worn-out stream ids) while its successor opens.
+    # max_in_flight caps what all of them carry per round trip: 15,000 allows 100,000/s at
+    # 150 ms, above the pure-Python rate, and bounds memory to 15,000 notifications (RSS
+    # about 110 MB for a 1,000,000-notification send_many, bench/memory.py --default-limits;
+    # 20,000 reached 122 MB, close to issue 13's 150 MB). With 12 and 10,000 (the defaults
+    # until issue 13's eighth pass, chosen when a process sent half as fast) the pure-Python
+    # clients kept 76 % and 60 % of their 0 ms rate at 150 ms; now 87 % and 72 %. More would
+    # only add connections APNs must hold for nothing. The connections open lazily, only when
+    # the open ones are full and work waits, so a client whose load one connection carries
+    # keeps one; and once one has answered, as many open at once as the waiting notifications
+    # need (apnskit._engine.pool), so a short burst far from APNs reaches them in a few round
     # trips instead of a few per connection. With these, bench/throughput.py --rtt-ms keeps
     # at least 80 % of the 0 ms rate at 50 ms and 60 % at 150 ms (issue 13).
-    max_connections: int = 12
+    max_connections: int = 24
     """Connections in the pool (opened lazily, only when the open ones are full: at the
     server's stream limit or waiting on its flow-control window; several at once once a
     connection has answered)."""
-    max_in_flight: int = 10000
+    max_in_flight: int = 15000
     """Notifications in flight across the pool (bounded further by each server's SETTINGS)."""
 
     def __post_init__(self) -> None:
