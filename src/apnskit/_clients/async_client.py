@@ -6,7 +6,8 @@ this file; its ``--check`` runs in CI and in the test suite. How a call waits
 (tasks here, threads there) is the business of the hand-written drivers beside it
 (``*_driver.py``) and stays different by design. A driver gives this layer ``_guard`` (the
 lock around the dispatcher, or none), ``_note_work()`` and ``_wake_driver()`` (after a submit
-or a cancel), ``_submit_waiting()`` (a ``send()``'s submit), ``_wait()`` and ``_shutdown()``.
+or a cancel), ``_submit_waiting()``, ``_settled()``, ``_wait_step()`` and ``_abandon()`` (a
+``send()``'s submit and wait), ``_wait()`` and ``_shutdown()``.
 """
 
 from __future__ import annotations
@@ -97,9 +98,19 @@ class AsyncPushClient(AsyncDriver):
             ClientClosedError: The client was closed.
         """
         ticket = self._submit_waiting(notification)
-        # One coroutine between the caller and its wait (no helper around this await):
-        # 1,000 tasks calling send() pay each layer once per notification (issue 13).
-        await self._wait(ticket, ticket.waiter, own=ticket)
+        # The wait is written out here rather than in a helper coroutine: while another task
+        # drives, a step is a bare future, so no coroutine stands between this one and it
+        # (1,000 tasks calling send() pay each layer once per notification, issue 13).
+        try:
+            while not self._settled(ticket):
+                await self._wait_step(ticket)
+        except BaseException:
+            # The caller left (cancelled, a timeout around send(); interrupted, a
+            # KeyboardInterrupt or a signal handler's exception): it will never see the
+            # result, so the notification is withdrawn rather than sent later behind its
+            # back. One already written may still reach APNs (README).
+            self._abandon(ticket)
+            raise
         assert ticket.result is not None
         return ticket.result
 

@@ -25,6 +25,7 @@ from collections import deque
 from collections.abc import (
     AsyncIterable,
     AsyncIterator,
+    Awaitable,
     Callable,
     Iterable,
     Iterator,
@@ -248,6 +249,56 @@ class AsyncDriver(ClientBase):
         if not self._kicked:
             self._kick()
         return ticket
+
+    def _settled(self, ticket: Ticket) -> bool:
+        """After a ``send()``'s submit or wake-up: True once its ticket ended, its wait tidied."""
+        wakeup = ticket.waiter
+        if wakeup.future is not None:  # back from a bare future (_wait_step): leave the waiters
+            wakeup.future = None
+            self._waiters.discard(wakeup)
+        if not (ticket.done or self._closed):
+            return False
+        # A task handed the driver role whose own work ended meanwhile passes it on (see
+        # _wait); the waiter holds the finished ticket and the ticket its waiter: a cycle that
+        # only the garbage collector would free, one per call, broken here.
+        if not self._driving and self._waiters:
+            self._hand_over()
+        ticket.waiter = None
+        return True
+
+    def _wait_step(self, ticket: Ticket) -> Awaitable[None]:
+        """What a ``send()`` awaits for its ticket, once: drive while nobody does, else sleep.
+
+        Under asyncio, while another task drives, the sleep is a bare future returned as it
+        is: no coroutine frame between the caller and it (:meth:`_settled` tidies up after).
+        """
+        if not self._driving:
+            return self._drive_turn(ticket)
+        wakeup: AsyncWakeup = ticket.waiter
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # trio, through anyio
+            return self._sleep_step(wakeup)
+        self._waiters.add(wakeup)
+        future = wakeup.future = loop.create_future()
+        return future
+
+    async def _sleep_step(self, wakeup: AsyncWakeup) -> None:
+        self._waiters.add(wakeup)
+        try:
+            await wakeup.sleep(None)
+        finally:
+            self._waiters.discard(wakeup)
+
+    def _abandon(self, ticket: Ticket) -> None:
+        """A ``send()`` left while it waited (cancelled): leave the waiters, withdraw it."""
+        wakeup = ticket.waiter
+        if wakeup is not None:
+            wakeup.future = None
+            self._waiters.discard(wakeup)
+        # If the driver role was just handed to it, pass it on, or nobody would drive.
+        self._hand_over()
+        self._withdraw([ticket], ClientClosedError("send() was cancelled"))
 
     def _note_work(self) -> bool:
         """After a submit or a cancel: wake the driver now (one loop: no lock to leave first).

@@ -370,6 +370,28 @@ class SyncDriver(ClientBase):
             self._poller.wake()
         return ticket
 
+    def _settled(self, ticket: Ticket) -> bool:
+        """After a ``send()``'s submit or wait: True once its ticket ended (its waiter let go).
+
+        ``done`` is read without the lock: a stale False only means one more :meth:`_wait`,
+        which looks again under the lock.
+        """
+        if not (ticket.done or self._dispatcher.closed):
+            return False
+        # The waiter holds the finished ticket and the ticket its waiter: a cycle that only
+        # the garbage collector would free, one per call (with 50 threads it ran a collection
+        # every few dozen sends). Broken, both go with their last reference.
+        ticket.waiter = None
+        return True
+
+    def _wait_step(self, ticket: Ticket) -> None:
+        """A ``send()``'s wait: block until its ticket ended (driving meanwhile if need be)."""
+        self._wait_until(ticket, ticket.waiter, None)
+
+    def _abandon(self, ticket: Ticket) -> None:
+        """A ``send()`` was interrupted while it waited: withdraw its notification."""
+        self._withdraw([ticket], ClientClosedError("send() was interrupted"))
+
     def _note_work(self) -> bool:
         """Under the lock, after a submit or a cancel: True when the sleeping driver needs waking.
 
