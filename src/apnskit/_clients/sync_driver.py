@@ -280,10 +280,7 @@ class SyncDriver(ClientBase):
                 self._withdraw([own], ClientClosedError("send() was interrupted"))
             raise
         if own is not None:
-            # The waiter holds the finished ticket and the ticket its waiter: a cycle that
-            # only the garbage collector would free, one per call (with 50 threads it ran a
-            # collection every few dozen sends). Broken, both go with their last reference.
-            own.waiter = None
+            own.waiter = None  # the cycle between it and its waiter (see _settled)
 
     def _wait_until(
         self, done: Callable[[], bool], wakeup: SyncWakeup, recheck: float | None
