@@ -204,6 +204,7 @@ async def test_one_cancelled_task_among_many_leaves_the_others_their_results(
     assert all(result.accepted for result in results)
     # The cancelled notification was withdrawn (its stream reset): nothing is left waiting.
     assert client.dispatcher.outstanding == 0
+    assert not client.inner._waiters  # the cancelled task left the waiters too
     await client.close()
 
 
@@ -279,6 +280,81 @@ async def test_a_task_handed_the_driver_role_with_its_work_done_passes_it_on(
         client._kick()
     assert returned == ["a", "b"]
     assert not client._driving
+    await client.close()
+
+
+@pytest.mark.parametrize("flavor", ["asyncio", "trio"])
+async def test_a_send_woken_with_its_work_done_passes_the_driver_role_on(
+    make_client: Callable[..., Client],
+) -> None:
+    # send() waits without _wait: under asyncio on a bare future it awaits itself, and
+    # _settled() tidies up after each wake-up. A task whose ticket ended while nobody drove
+    # must hand the role to a task still waiting, or that one sleeps with nobody reading.
+    client: apnskit.AsyncPushClient = make_client(FakeTransport(echo)).inner
+    assert (await client.send(notification())).accepted  # connected
+    submitted: list[Any] = []
+    submit = client._submit_waiting
+
+    def recording(item: Any) -> Any:
+        ticket = submit(item)
+        submitted.append(ticket)
+        return ticket
+
+    client._submit_waiting = recording  # type: ignore[method-assign]
+    results: dict[str, apnskit.PushResult] = {}
+
+    async def sender(name: str) -> None:
+        results[name] = await client.send(notification())
+
+    client._driving = True  # someone else drives: both tasks wait
+    async with anyio.create_task_group() as group:
+        group.start_soon(sender, "a")
+        with anyio.fail_after(10):
+            while len(client._waiters) < 1:
+                await anyio.lowlevel.checkpoint()
+        group.start_soon(sender, "b")
+        with anyio.fail_after(10):
+            while len(client._waiters) < 2:
+                await anyio.lowlevel.checkpoint()
+        # The driver steps down, and a's ticket ends (withdrawn) without anyone driving.
+        client._driving = False
+        client._withdraw([submitted[0]], apnskit.ClientClosedError("gone"))
+        with anyio.fail_after(10):
+            while "b" not in results:  # a passed the role to b, which sent its own
+                await anyio.lowlevel.checkpoint()
+    assert isinstance(results["a"].error, apnskit.ClientClosedError)
+    assert results["b"].accepted
+    assert not client._waiters
+    assert all(ticket.waiter is None for ticket in submitted)
+    await client.close()
+
+
+@pytest.mark.parametrize("flavor", ["asyncio", "trio"])
+async def test_a_send_handed_the_role_while_it_waits_drives(
+    make_client: Callable[..., Client],
+) -> None:
+    client: apnskit.AsyncPushClient = make_client(FakeTransport(echo)).inner
+    assert (await client.send(notification())).accepted  # connected
+    results: list[apnskit.PushResult] = []
+
+    async def sender() -> None:
+        results.append(await client.send(notification()))
+
+    client._driving = True  # someone else drives: the tasks wait
+    async with anyio.create_task_group() as group:
+        for _ in range(3):
+            group.start_soon(sender)
+        with anyio.fail_after(10):
+            while len(client._waiters) < 3:
+                await anyio.lowlevel.checkpoint()
+        client._driving = False  # the driver steps down and hands the role over
+        client._hand_over()
+        with anyio.fail_after(10):
+            while len(results) < 3:
+                await anyio.lowlevel.checkpoint()
+    assert [result.accepted for result in results] == [True, True, True]
+    assert not client._driving
+    assert not client._waiters
     await client.close()
 
 
