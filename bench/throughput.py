@@ -295,7 +295,7 @@ def run_async(
 
 def run_threads(server: Server, count: int, threads: int) -> tuple[float, float, int]:
     """``threads`` threads each calling ``PushClient.send()`` for its share of ``count``."""
-    share = count // threads
+    share = max(1, count // threads)  # at least one send per thread
     accepted = [0] * threads
     with apnskit.PushClient(server.credentials, **client_kwargs(server)) as client:  # type: ignore[arg-type]
         client.send(next(notifications(1)))
@@ -327,7 +327,7 @@ def run_threads(server: Server, count: int, threads: int) -> tuple[float, float,
 
 def run_tasks(server: Server, count: int, tasks: int) -> tuple[float, float, int]:
     """``tasks`` asyncio tasks each awaiting ``AsyncPushClient.send()`` for its share."""
-    share = count // tasks
+    share = max(1, count // tasks)  # at least one send per task
 
     async def main() -> tuple[float, float, int]:
         async with apnskit.AsyncPushClient(server.credentials, **client_kwargs(server)) as client:  # type: ignore[arg-type]
