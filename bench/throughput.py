@@ -454,8 +454,9 @@ def main_callers(server: Server, args: argparse.Namespace) -> None:
         else:
             sys.exit("--callers: threads:N or tasks:N")
         usages.extend(_last_usage)
-        if accepted != args.count // callers * callers:
-            print(f"  warning: {args.count // callers * callers - accepted} not accepted")
+        expected = max(1, args.count // callers) * callers
+        if accepted != expected:
+            print(f"  warning: {expected - accepted} not accepted")
         rates.append(rate)
         cpus.append(cpu)
     client = "PushClient" if kind == "threads" else "AsyncPushClient (asyncio)"
