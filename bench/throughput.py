@@ -20,13 +20,15 @@ notifications per run unless ``--count`` says otherwise, so the ramp-up of the p
 0.4 s at 150 ms, does not weigh on the rate).
 
 Many callers: ``--callers threads:50`` (50 threads each calling ``PushClient.send()``) or
-``--callers tasks:1000`` (1,000 asyncio tasks each awaiting ``AsyncPushClient.send()``),
+``--callers tasks:1000`` (1,000 asyncio tasks each awaiting ``AsyncPushClient.send()``,
+started in an anyio task group; ``gather:1000`` starts them with ``asyncio.gather``),
 printed beside bulk ``send_many`` through the same client settings.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import gc
 import json
 import os
@@ -325,8 +327,15 @@ def run_threads(server: Server, count: int, threads: int) -> tuple[float, float,
     return total / wall, cpu / total * 1e6 + _construction_us(), sum(accepted)
 
 
-def run_tasks(server: Server, count: int, tasks: int) -> tuple[float, float, int]:
-    """``tasks`` asyncio tasks each awaiting ``AsyncPushClient.send()`` for its share."""
+def run_tasks(
+    server: Server, count: int, tasks: int, gather: bool = False
+) -> tuple[float, float, int]:
+    """``tasks`` asyncio tasks each awaiting ``AsyncPushClient.send()`` for its share.
+
+    Started in an anyio task group, or with ``gather`` by ``asyncio.gather`` (plain asyncio
+    tasks: anyio's task group runs each task's coroutine inside one of its own, a frame more
+    on every resume).
+    """
     share = max(1, count // tasks)  # at least one send per task
 
     async def main() -> tuple[float, float, int]:
@@ -343,9 +352,12 @@ def run_tasks(server: Server, count: int, tasks: int) -> tuple[float, float, int
                     accepted += result.accepted
 
             wall0, cpu0, usage = time.perf_counter(), time.process_time(), Usage()
-            async with anyio.create_task_group() as group:
-                for _ in range(tasks):
-                    group.start_soon(caller)
+            if gather:
+                await asyncio.gather(*(caller() for _ in range(tasks)))
+            else:
+                async with anyio.create_task_group() as group:
+                    for _ in range(tasks):
+                        group.start_soon(caller)
             wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
         total = share * tasks
         usage.stop(total)
@@ -445,14 +457,14 @@ def main_callers(server: Server, args: argparse.Namespace) -> None:
             bulk_rates.append(rate)
             bulk_cpus.append(cpu)
             rate, cpu, accepted = run_threads(server, args.count, callers)
-        elif kind == "tasks":
+        elif kind in ("tasks", "gather"):
             rate, cpu = _one("asyncio", server, args.count, client_kwargs(server))
             bulk_usages.extend(_last_usage)
             bulk_rates.append(rate)
             bulk_cpus.append(cpu)
-            rate, cpu, accepted = run_tasks(server, args.count, callers)
+            rate, cpu, accepted = run_tasks(server, args.count, callers, kind == "gather")
         else:
-            sys.exit("--callers: threads:N or tasks:N")
+            sys.exit("--callers: threads:N, tasks:N or gather:N")
         usages.extend(_last_usage)
         expected = max(1, args.count // callers) * callers
         if accepted != expected:
@@ -496,7 +508,11 @@ def main() -> None:
     parser.add_argument(
         "--rtt-ms", type=float, help="through a latency relay: compare 0 ms with this RTT"
     )
-    parser.add_argument("--callers", help="threads:N or tasks:N calling send() concurrently")
+    parser.add_argument(
+        "--callers",
+        help="threads:N, tasks:N (an anyio task group) or gather:N (asyncio.gather) calling "
+        "send() concurrently",
+    )
     args = parser.parse_args()
     gc.callbacks.append(_gc_timer)
     if args.host:
