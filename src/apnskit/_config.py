@@ -116,10 +116,10 @@ class Limits:
     # for a connection that drains (GOAWAY, worn-out stream ids) while its successor opens.
     # max_in_flight caps what all of them carry per round trip: 15,000 allows 100,000/s at
     # 150 ms, above the pure-Python rate, and bounds memory to 15,000 notifications (RSS
-    # about 110 MB for a 1,000,000-notification send_many, bench/memory.py --default-limits;
+    # 96-107 MB for a 1,000,000-notification send_many, bench/memory.py --default-limits;
     # 20,000 reached 122 MB, close to issue 13's 150 MB). With 12 and 10,000 (the defaults
     # until issue 13's eighth pass, chosen when a process sent half as fast) the pure-Python
-    # clients kept 76 % and 60 % of their 0 ms rate at 150 ms; now 87 % and 72 %. More would
+    # clients kept 76 % and 60 % of their 0 ms rate at 150 ms; now 87-90 % and 72-73 %. More would
     # only add connections APNs must hold for nothing. The connections open lazily, only when
     # the open ones are full and work waits, so a client whose load one connection carries
     # keeps one; and once one has answered, as many open at once as the waiting notifications

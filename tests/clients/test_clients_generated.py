@@ -91,8 +91,8 @@ def test_check_names_a_hand_edited_generated_file(tree: Path) -> None:
 def test_check_catches_an_async_edit_not_regenerated(tree: Path) -> None:
     edit(
         tree / ASYNC,
-        "        await self._wait(ticket, ticket.waiter, own=ticket)\n",
-        "        await self._wait(ticket, ticket.waiter, own=ticket)  # changed\n",
+        "        ticket = self._submit_waiting(notification)\n",
+        "        ticket = self._submit_waiting(notification)  # changed\n",
     )
     done = run_unasync("--check", "--root", str(tree))
     assert done.returncode == 1
@@ -101,7 +101,7 @@ def test_check_catches_an_async_edit_not_regenerated(tree: Path) -> None:
     written = run_unasync("--root", str(tree))
     assert written.returncode == 0, written.stderr
     text = (tree / SYNC).read_text(encoding="utf-8")
-    assert "        self._wait(ticket, ticket.waiter, own=ticket)  # changed\n" in text
+    assert "        ticket = self._submit_waiting(notification)  # changed\n" in text
     assert run_unasync("--check", "--root", str(tree)).returncode == 0
 
 

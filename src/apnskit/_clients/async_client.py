@@ -117,7 +117,12 @@ class AsyncPushClient(AsyncDriver):
     async def _send_ticket(self, notification: Any) -> Ticket:
         """Like :meth:`send`, but returns the finished ticket (for channel management)."""
         ticket = self._submit_waiting(notification)
-        await self._wait(ticket, ticket.waiter, own=ticket)
+        try:
+            while not self._settled(ticket):
+                await self._wait_step(ticket)
+        except BaseException:
+            self._abandon(ticket)  # as in send()
+            raise
         return ticket
 
     async def send_many(

@@ -260,7 +260,8 @@ class AsyncDriver(ClientBase):
             return False
         # A task handed the driver role whose own work ended meanwhile passes it on (see
         # _wait); the waiter holds the finished ticket and the ticket its waiter: a cycle that
-        # only the garbage collector would free, one per call, broken here.
+        # only the garbage collector would free, one per call, broken here. (_hand_over()'s
+        # test written out: this runs once per send() and rarely has anything to hand over.)
         if not self._driving and self._waiters:
             self._hand_over()
         ticket.waiter = None
@@ -325,64 +326,36 @@ class AsyncDriver(ClientBase):
             next(iter(self._waiters)).set()
 
     async def _wait(
-        self,
-        done: Callable[[], bool],
-        wakeup: AsyncWakeup,
-        recheck: float | None = None,
-        own: Ticket | None = None,
+        self, done: Callable[[], bool], wakeup: AsyncWakeup, recheck: float | None = None
     ) -> None:
-        """Wait until ``done()``; drive the I/O while nobody else does.
+        """Wait until ``done()``; drive the I/O while nobody else does (``send_many()``).
 
-        ``own``: the ticket of the ``send()`` waiting here. If the wait ends in an exception
-        (cancelled: a timeout around ``send()``) it is withdrawn, not sent later behind the
-        caller's back (one already written may still reach APNs, README). One function, not a
-        wrapper around another: each coroutine layer costs 1,000 tasks calling ``send()``
-        once per notification (issue 13).
+        ``send()`` waits with :meth:`_settled` and :meth:`_wait_step` instead.
         """
-        try:
+        while True:
             # close() ended every ticket already; a predicate that is still false (a
             # send_many waiting for room) has nothing more to wait for.
-            # A send()'s own ticket is read, not called: a Python call per look otherwise.
-            while not ((own.done if own is not None else done()) or self._closed):
-                if not self._driving:
-                    await self._drive_turn(done)
-                    continue
-                self._waiters.add(wakeup)
-                try:
-                    try:
-                        loop = asyncio.get_running_loop() if recheck is None else None
-                    except RuntimeError:  # trio, through anyio
-                        loop = None
-                    if loop is not None:
-                        # AsyncWakeup.sleep() written out for its most common case (asyncio,
-                        # no time limit): one coroutine fewer per send().
-                        future = wakeup.future = loop.create_future()
-                        try:
-                            await future
-                        finally:
-                            wakeup.future = None
-                    else:
-                        await wakeup.sleep(recheck)
-                finally:
-                    self._waiters.discard(wakeup)
-        except BaseException:
-            # Cancelled while waiting: if the driver role was just handed to us, pass it on,
-            # or nobody would drive and every other task would wait forever.
-            self._hand_over()
-            if own is not None:
-                self._withdraw([own], ClientClosedError("send() was cancelled"))
-            raise
-        # A task handed the driver role whose own work ended meanwhile (a driver that steps
-        # down after a tick or a lost connection ended several tickets at once picks any
-        # waiter, maybe one of those) passes the role on: otherwise the tasks still waiting
-        # sleep with nobody reading and no deadline timer running. The sync twin does the same.
-        if not self._driving and self._waiters:  # _hand_over() inlined: it rarely has work
-            self._hand_over()
-        if own is not None:
-            # The waiter holds the finished ticket and the ticket its waiter: a cycle that
-            # only the garbage collector would free, one per call. Broken, both go with
-            # their last reference.
-            own.waiter = None
+            if done() or self._closed:
+                # A task handed the driver role whose own work ended meanwhile (a driver that
+                # steps down after a tick or a lost connection ended several tickets at once
+                # picks any waiter, maybe one of those) passes the role on: otherwise the
+                # tasks still waiting sleep with nobody reading and no deadline timer running.
+                # The sync twin does the same.
+                self._hand_over()
+                return
+            if not self._driving:
+                await self._drive_turn(done)
+                continue
+            self._waiters.add(wakeup)
+            try:
+                await wakeup.sleep(recheck)
+            except BaseException:
+                # Cancelled while waiting: if the driver role was just handed to us, pass it
+                # on, or nobody would drive and every other task would wait forever.
+                self._waiters.discard(wakeup)
+                self._hand_over()
+                raise
+            self._waiters.discard(wakeup)
 
     async def _drive_turn(self, done: Callable[[], bool]) -> None:
         """Drive the I/O until ``done()``, then step down and hand the role on."""

@@ -120,7 +120,12 @@ class PushClient(SyncDriver):
     def _send_ticket(self, notification: Any) -> Ticket:
         """Like :meth:`send`, but returns the finished ticket (for channel management)."""
         ticket = self._submit_waiting(notification)
-        self._wait(ticket, ticket.waiter, own=ticket)
+        try:
+            while not self._settled(ticket):
+                self._wait_step(ticket)
+        except BaseException:
+            self._abandon(ticket)  # as in send()
+            raise
         return ticket
 
     def send_many(

@@ -261,29 +261,7 @@ class SyncDriver(ClientBase):
     # ------------------------------------------------------------------ driving
 
     def _wait(
-        self,
-        done: Callable[[], bool],
-        wakeup: SyncWakeup,
-        recheck: float | None = None,
-        own: Ticket | None = None,
-    ) -> None:
-        """Block until ``done()``; drive the I/O while nobody else does (see :meth:`_wait_until`).
-
-        ``own``: the ticket of the ``send()`` waiting here. If the wait is interrupted
-        (KeyboardInterrupt, an exception from a signal handler) it is withdrawn, not sent
-        later behind the caller's back (one already written may still reach APNs, README).
-        """
-        try:
-            self._wait_until(done, wakeup, recheck)
-        except BaseException:
-            if own is not None:
-                self._withdraw([own], ClientClosedError("send() was interrupted"))
-            raise
-        if own is not None:
-            own.waiter = None  # the cycle between it and its waiter (see _settled)
-
-    def _wait_until(
-        self, done: Callable[[], bool], wakeup: SyncWakeup, recheck: float | None
+        self, done: Callable[[], bool], wakeup: SyncWakeup, recheck: float | None = None
     ) -> None:
         """Block until ``done()``; drive the I/O while nobody else does.
 
@@ -383,7 +361,7 @@ class SyncDriver(ClientBase):
 
     def _wait_step(self, ticket: Ticket) -> None:
         """A ``send()``'s wait: block until its ticket ended (driving meanwhile if need be)."""
-        self._wait_until(ticket, ticket.waiter, None)
+        self._wait(ticket, ticket.waiter)
 
     def _abandon(self, ticket: Ticket) -> None:
         """A ``send()`` was interrupted while it waited: withdraw its notification."""
